@@ -1,0 +1,106 @@
+"""The contract between a worker and its coordination backend (memory or pulsar),
+and the events a backend reports. No I/O here.
+
+A backend carries three things for one cluster: function metadata (versioned,
+every worker sees every function), membership and leadership (terms numbered,
+exactly one leader), and assignments (the leader writes, each worker receives
+only its own, fenced by term). It reports every change as an event on one
+stream per worker; the worker never polls it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+import msgspec
+from anyio.abc import ObjectReceiveStream
+
+from fnworker.scheduler.records import Assignment, Fqfn, FunctionRecord, InstanceId, WorkerInfo
+
+
+class VersionConflict(Exception):
+    """A metadata write lost: the stored version is not the one the writer expected."""
+
+    def __init__(self, fqfn: str, expected: int, actual: int) -> None:
+        super().__init__(
+            f"function {fqfn} changed concurrently: expected version {expected}, "
+            f"found {actual}; reload it and try again"
+        )
+        self.fqfn = fqfn
+        self.expected = expected
+        self.actual = actual
+
+
+class MembershipView(msgspec.Struct, frozen=True, kw_only=True):
+    """Who is in the fleet and who leads it, as of leadership ``term``."""
+
+    term: int
+    leader: WorkerInfo | None
+    members: tuple[WorkerInfo, ...]
+
+
+class FunctionsChanged(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """Functions were created or updated (``changed``) or deleted (``deleted``)."""
+
+    changed: tuple[FunctionRecord, ...] = ()
+    deleted: tuple[Fqfn, ...] = ()
+
+
+class MembershipChanged(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """The live membership or the leader changed."""
+
+    view: MembershipView
+
+
+class AssignmentsChanged(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """This worker's own assignments changed under leadership ``term``."""
+
+    term: int
+    assigned: tuple[Assignment, ...] = ()
+    unassigned: tuple[InstanceId, ...] = ()
+
+
+CoordinationEvent = FunctionsChanged | MembershipChanged | AssignmentsChanged
+
+
+class CoordinationBackend(Protocol):
+    """One worker's handle on the cluster's coordination state."""
+
+    async def join(self, me: WorkerInfo) -> ObjectReceiveStream[CoordinationEvent]:
+        """Become a member; returns the stream of events for this worker.
+
+        The first events describe the current state: every function, the
+        membership, and this worker's assignments.
+        """
+        ...
+
+    async def leave(self) -> None:
+        """Leave the fleet cleanly so the leader can move this worker's work at once."""
+        ...
+
+    async def write_function(self, record: FunctionRecord, expected_version: int) -> None:
+        """Store ``record`` if the stored version is ``expected_version`` (0 = absent)."""
+        ...
+
+    async def delete_function(self, fqfn: Fqfn, expected_version: int) -> None:
+        """Delete the function if its stored version is ``expected_version``."""
+        ...
+
+    def functions(self) -> Mapping[Fqfn, FunctionRecord]:
+        """This worker's current view of every function."""
+        ...
+
+    def membership(self) -> MembershipView:
+        """This worker's current view of the fleet."""
+        ...
+
+    def assignments(self) -> Mapping[InstanceId, Assignment]:
+        """The whole fleet's assignments as last written by a leader."""
+        ...
+
+    async def publish_assignments(
+        self, term: int, assigned: Sequence[Assignment], unassigned: Sequence[InstanceId]
+    ) -> None:
+        """Leader only: write what changed; ignored everywhere if ``term`` is stale."""
+        ...

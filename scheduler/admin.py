@@ -1,0 +1,107 @@
+"""The operations the REST API offers, as a Protocol the worker service implements.
+
+The API layer (scheduler/api/) parses HTTP into these calls and renders their
+results; it never reaches into coordination or runtimes itself. Every method
+raises ``ApiError`` for a request the caller got wrong. No I/O here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import msgspec
+
+from fnworker.runtimes.driver import InstanceMetrics
+from fnworker.scheduler.records import (
+    FunctionConfig,
+    FunctionRecord,
+    FunctionStatus,
+    InstanceStatusData,
+    WorkerInfo,
+)
+
+
+class UploadedPackage(msgspec.Struct, frozen=True, kw_only=True):
+    """A package received in a request, already written to a temporary file."""
+
+    file_name: str
+    path: Path
+
+
+class PackageSource(msgspec.Struct, frozen=True, kw_only=True):
+    """Where the code for a register/update comes from: an upload or a URL."""
+
+    upload: UploadedPackage | None = None
+    url: str | None = None
+
+
+class InstanceStats(msgspec.Struct, kw_only=True, rename="camel"):
+    """One entry of FunctionStats.instances."""
+
+    instance_id: int
+    metrics: InstanceMetrics
+
+
+class FunctionStats(msgspec.Struct, kw_only=True, rename="camel"):
+    """Aggregated counters of a function (``.../stats``), Pulsar's shape."""
+
+    received_total: int = 0
+    processed_successfully_total: int = 0
+    system_exceptions_total: int = 0
+    user_exceptions_total: int = 0
+    avg_process_latency: float | None = None
+    last_invocation: int | None = None
+    instances: list[InstanceStats] = []
+
+
+class FunctionsAdmin(Protocol):
+    """What a worker can be asked to do for functions and about the fleet."""
+
+    async def register(
+        self, tenant: str, namespace: str, name: str, config: FunctionConfig, source: PackageSource
+    ) -> FunctionRecord: ...
+
+    async def update(
+        self, tenant: str, namespace: str, name: str, config: FunctionConfig, source: PackageSource
+    ) -> FunctionRecord: ...
+
+    async def deregister(self, tenant: str, namespace: str, name: str) -> None: ...
+
+    def get_function(self, tenant: str, namespace: str, name: str) -> FunctionRecord: ...
+
+    def list_functions(self, tenant: str, namespace: str) -> list[str]: ...
+
+    async def function_status(self, tenant: str, namespace: str, name: str) -> FunctionStatus: ...
+
+    async def instance_status(
+        self, tenant: str, namespace: str, name: str, index: int
+    ) -> InstanceStatusData: ...
+
+    async def function_stats(self, tenant: str, namespace: str, name: str) -> FunctionStats: ...
+
+    async def instance_stats(
+        self, tenant: str, namespace: str, name: str, index: int
+    ) -> InstanceMetrics: ...
+
+    async def start(self, tenant: str, namespace: str, name: str, index: int | None) -> None: ...
+
+    async def stop(self, tenant: str, namespace: str, name: str, index: int | None) -> None: ...
+
+    async def restart(self, tenant: str, namespace: str, name: str, index: int | None) -> None: ...
+
+    async def trigger(
+        self, tenant: str, namespace: str, name: str, value: bytes, topic: str | None
+    ) -> bytes | None: ...
+
+    def package_path(self, tenant: str, namespace: str, name: str) -> tuple[Path, str]:
+        """The stored package file and its original file name (for download)."""
+        ...
+
+    def cluster(self) -> list[WorkerInfo]: ...
+
+    def leader(self) -> WorkerInfo | None: ...
+
+    def assignments(self) -> dict[str, list[str]]: ...
+
+    def is_ready(self) -> bool: ...
