@@ -68,6 +68,7 @@ class FunctionConfig(msgspec.Struct, frozen=True, kw_only=True, rename="camel", 
     output_serde_class_name: str | None = None
     output_type_class_name: str | None = None
     log_topic: str | None = None
+    log_level: str | None = None
     processing_guarantees: ProcessingGuarantee | None = None
     retain_ordering: bool | None = None
     retain_key_ordering: bool | None = None

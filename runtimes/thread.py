@@ -1,0 +1,205 @@
+"""The thread runtime: every instance runs inside the worker process on a daemon
+thread of its own, all sharing one sync ``pulsar.Client``. Implements the
+RuntimeDriver protocol (name ``thread``). Does broker I/O; every blocking client
+call (subscribe, flush, close, join) runs through ``anyio.to_thread`` so the event
+loop never blocks.
+
+Failures stay local: a package that cannot load, or a subscription that fails,
+shows as ``running=False`` with a one-sentence ``error`` in the instance's status,
+and is not retried here (the worker decides when to restart). Thread names are
+``f"{thread_group_name}-{instance}"``, as Pulsar names its ThreadRuntime threads
+after ``threadGroupName``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+
+import anyio
+import msgspec
+import pulsar
+import structlog
+
+from fnworker.runtimes.driver import ClientSettings, InstanceMetrics, InstanceSpec
+from fnworker.runtimes.instance.host import InstanceHost, InstanceStartError
+from fnworker.runtimes.instance.state_store import StateStores
+from fnworker.runtimes.instance.stats import describe
+from fnworker.scheduler.records import InstanceId, InstanceStatusData
+
+DEFAULT_THREAD_GROUP = "Thread Function Container Group"
+log = structlog.get_logger("fnworker.runtime.thread")
+
+
+def client_logger() -> logging.Logger:
+    """A stdlib logger at WARNING for the C++ client, so it does not flood the output."""
+    logger = logging.getLogger("fnworker.pulsar-client")
+    logger.setLevel(logging.WARNING)
+    return logger
+
+
+def make_client(settings: ClientSettings) -> pulsar.Client:
+    """The worker's shared sync client (construction is lazy and does not connect)."""
+    authentication = (
+        pulsar.Authentication(settings.auth_plugin, settings.auth_params or "")
+        if settings.auth_plugin
+        else None
+    )
+    return pulsar.Client(
+        settings.service_url,
+        authentication=authentication,
+        operation_timeout_seconds=settings.operation_timeout_seconds,
+        use_tls=settings.service_url.startswith("pulsar+ssl://"),
+        tls_trust_certs_file_path=settings.tls_trust_certs_file_path,
+        tls_allow_insecure_connection=settings.tls_allow_insecure_connection,
+        tls_validate_hostname=settings.tls_hostname_verification,
+        logger=client_logger(),
+    )
+
+
+class InstanceSlot(msgspec.Struct, kw_only=True):
+    """What the runtime holds for one instance: its spec, host (None if it failed) and restarts."""
+
+    spec: InstanceSpec
+    host: InstanceHost | None = None
+    error: str = ""
+    restarts: int = 0
+
+
+class ThreadRuntime:
+    """Runs function instances on threads of the worker process."""
+
+    name = "thread"
+
+    def __init__(
+        self,
+        thread_group_name: str = DEFAULT_THREAD_GROUP,
+        client_settings: ClientSettings | None = None,
+        *,
+        nack_redelivery_delay_ms: int = 1000,
+        stop_timeout_seconds: float = 10.0,
+    ) -> None:
+        self.thread_group_name = thread_group_name
+        self.client_settings = client_settings
+        self.nack_redelivery_delay_ms = nack_redelivery_delay_ms
+        self.stop_timeout_seconds = stop_timeout_seconds
+        self._client: pulsar.Client | None = None
+        self._client_lock = anyio.Lock()
+        self._locks: defaultdict[InstanceId, anyio.Lock] = defaultdict(anyio.Lock)
+        self._slots: dict[InstanceId, InstanceSlot] = {}
+        self._states = StateStores()
+
+    def thread_name(self, instance: InstanceId) -> str:
+        """The name of an instance's thread."""
+        return f"{self.thread_group_name}-{instance}"
+
+    # -- RuntimeDriver -----------------------------------------------------------
+
+    async def start(self, spec: InstanceSpec) -> None:
+        """Start (or start again) an instance; returns once it consumes or has failed."""
+        async with self._locks[spec.instance]:
+            await self._stop_locked(spec.instance)
+            await self._start_locked(spec, restarts=0)
+
+    async def stop(self, instance: InstanceId) -> None:
+        """Stop an instance and forget it; a no-op for one not held."""
+        async with self._locks[instance]:
+            await self._stop_locked(instance)
+
+    async def restart(self, instance: InstanceId) -> None:
+        """Stop and start again with the same spec, counting the restart."""
+        async with self._locks[instance]:
+            slot = self._slots.get(instance)
+            if slot is None:
+                return
+            await self._stop_locked(instance)
+            await self._start_locked(slot.spec, restarts=slot.restarts + 1)
+
+    def status(self, instance: InstanceId) -> InstanceStatusData | None:
+        """The instance's status, or None if this runtime does not hold it."""
+        slot = self._slots.get(instance)
+        if slot is None:
+            return None
+        if slot.host is None:
+            return InstanceStatusData(
+                running=False,
+                error=slot.error,
+                num_restarts=slot.restarts,
+                worker_id=slot.spec.worker_id,
+            )
+        status = slot.host.status()
+        status.num_restarts = slot.restarts
+        return status
+
+    def metrics(self, instance: InstanceId) -> InstanceMetrics | None:
+        """The instance's counters, or None if this runtime does not hold it."""
+        slot = self._slots.get(instance)
+        if slot is None:
+            return None
+        return slot.host.metrics() if slot.host is not None else InstanceMetrics()
+
+    def instances(self) -> set[InstanceId]:
+        """Every instance held, running or failed."""
+        return set(self._slots)
+
+    async def aclose(self) -> None:
+        """Stop every instance, then close the shared client."""
+        async with anyio.create_task_group() as group:
+            for instance in list(self._slots):
+                group.start_soon(self.stop, instance)
+        client, self._client = self._client, None
+        if client is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(client.close)
+
+    # -- internals ---------------------------------------------------------------
+
+    async def _shared_client(self, settings: ClientSettings) -> pulsar.Client:
+        """The one client of this runtime, created on first use."""
+        async with self._client_lock:
+            if self._client is None:
+                chosen = self.client_settings or settings
+                self._client = await anyio.to_thread.run_sync(make_client, chosen)
+            return self._client
+
+    async def _start_locked(self, spec: InstanceSpec, *, restarts: int) -> None:
+        slot = self._slots[spec.instance] = InstanceSlot(spec=spec, restarts=restarts)
+        try:
+            client = await self._shared_client(spec.client)
+        except Exception as error:  # noqa: BLE001 - reported in status
+            slot.error = f"creating the pulsar client failed: {describe(error)}"
+            return
+        host = InstanceHost(
+            spec,
+            client,
+            self._states.for_function(spec.function.fqfn),
+            thread_name=self.thread_name(spec.instance),
+            nack_redelivery_delay_ms=self.nack_redelivery_delay_ms,
+        )
+        try:
+            await anyio.to_thread.run_sync(host.open)
+        except InstanceStartError as error:
+            slot.error = str(error)
+            log.warning("instance failed to start", instance=spec.instance, error=slot.error)
+            return
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(host.close)
+            self._slots.pop(spec.instance, None)
+            raise
+        host.start()
+        slot.host = host
+        log.info("instance started", instance=spec.instance, version=spec.function.version)
+
+    async def _stop_locked(self, instance: InstanceId) -> None:
+        slot = self._slots.pop(instance, None)
+        if slot is None or slot.host is None:
+            return
+        host = slot.host
+        host.request_stop()
+        with anyio.CancelScope(shield=True):
+            stopped = await anyio.to_thread.run_sync(host.join, self.stop_timeout_seconds)
+            if not stopped:
+                log.warning("instance thread did not stop in time; closing it anyway", instance=instance)
+            await anyio.to_thread.run_sync(host.close)
+        log.info("instance stopped", instance=instance)

@@ -1,0 +1,88 @@
+"""Assembles the aiohttp application: routes from the route tables, the OpenAPI
+document, and the middleware that turns errors into ``{"reason": ...}`` answers.
+Builds objects only; serving (I/O) is the caller's ``web.AppRunner``.
+
+Errors: an ``ApiError`` answers its status and reason; aiohttp's own HTTP errors
+(unknown path, wrong method, body too large) answer their status with a reason;
+anything else is logged with a request id and answered 500 without internals.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+import msgspec
+import structlog
+from aiohttp import hdrs, web
+
+from fnworker.scheduler.admin import FunctionsAdmin
+from fnworker.scheduler.api import functions_routes, worker_routes
+from fnworker.scheduler.api.openapi import build_document
+from fnworker.scheduler.api.replies import error_reply
+from fnworker.scheduler.api.route_table import (
+    ADMIN,
+    MAX_BODY_BYTES,
+    OPENAPI_DOCUMENT,
+    Handler,
+    Route,
+)
+from fnworker.scheduler.errors import ApiError
+
+log = structlog.get_logger("fnworker.api")
+
+ALL_ROUTES: Sequence[Route] = (*functions_routes.ROUTES, *worker_routes.ROUTES)
+
+
+def make_app(admin: FunctionsAdmin, *, max_body_bytes: int) -> web.Application:
+    """The REST API over ``admin``; uploads larger than ``max_body_bytes`` answer 413."""
+    if max_body_bytes < 1:
+        raise ValueError(
+            f"max_body_bytes {max_body_bytes} is not valid; expected a positive integer"
+        )
+    app = web.Application(middlewares=[answer_errors], client_max_size=max_body_bytes)
+    app[ADMIN] = admin
+    app[MAX_BODY_BYTES] = max_body_bytes
+    app[OPENAPI_DOCUMENT] = openapi_bytes()
+    for route in ALL_ROUTES:
+        app.router.add_route(route.method, route.path, route.handler)
+    return app
+
+
+def openapi_bytes() -> bytes:
+    """The OpenAPI document of every route, encoded once."""
+    return msgspec.json.encode(build_document(ALL_ROUTES, worker_routes.fnworker_version()))
+
+
+@web.middleware
+async def answer_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure becomes a JSON ``{"reason": ...}`` answer."""
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return error_reply(error.status, error.reason)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        return _http_error_reply(request, error)
+    except Exception:
+        request_id = uuid.uuid4().hex[:12]
+        log.exception(
+            "request failed", method=request.method, path=request.path, request_id=request_id
+        )
+        return error_reply(
+            500, f"internal error (request {request_id}); the worker log has the details"
+        )
+
+
+def _http_error_reply(request: web.Request, error: web.HTTPException) -> web.Response:
+    """aiohttp's own errors (routing, size) as ``{"reason": ...}``."""
+    allowed = error.headers.get(hdrs.ALLOW, "another method")
+    reasons = {
+        404: f"{request.path} is not an endpoint of this worker; "
+        "expected a path listed in /openapi.json",
+        405: f"{request.method} is not allowed on {request.path}; expected {allowed}",
+        413: f"the request body is too large; expected at most {request.app[MAX_BODY_BYTES]} bytes",
+    }
+    allow = {"Allow": error.headers[hdrs.ALLOW]} if hdrs.ALLOW in error.headers else None
+    return error_reply(error.status, reasons.get(error.status, error.reason), headers=allow)

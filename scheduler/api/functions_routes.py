@@ -1,0 +1,326 @@
+"""The ``/admin/v3/functions`` endpoints in Pulsar's shape: they turn HTTP into
+``FunctionsAdmin`` calls and render the answers. Does network I/O (the request).
+
+The handlers decode (``decode_function_config``: bad JSON, unknown fields and
+wrong types are 400s naming the part or field) and hand the admin the config as
+sent; the admin validates (``validate_new_function``), merges updates
+(``merge_update``), and decides existence (404, 409) and versions.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+
+import msgspec
+from aiohttp import hdrs, web
+
+from fnworker.runtimes.driver import InstanceMetrics
+from fnworker.scheduler.admin import FunctionStats, PackageSource
+from fnworker.scheduler.api.multipart import Form, read_file, receive_form
+from fnworker.scheduler.api.replies import empty_reply, json_reply
+from fnworker.scheduler.api.route_table import (
+    ADMIN,
+    BINARY,
+    MAX_BODY_BYTES,
+    TEXT,
+    FormPart,
+    Handler,
+    Route,
+)
+from fnworker.scheduler.errors import bad_request
+from fnworker.scheduler.function_validation import decode_function_config
+from fnworker.scheduler.names import check_function_name, check_name, normalize_topic
+from fnworker.scheduler.records import (
+    FunctionConfig,
+    FunctionStatus,
+    InstanceStatusData,
+)
+
+BASE = "/admin/v3/functions/{tenant}/{namespace}"
+FUNCTION = BASE + "/{functionName}"
+INSTANCE = FUNCTION + "/{instanceId}"
+CONFIG_WHAT = "a JSON FunctionConfig"
+
+
+def function_names(request: web.Request) -> tuple[str, str, str]:
+    """tenant, namespace and function name from the path, checked."""
+    info = request.match_info
+    tenant, namespace, name = info["tenant"], info["namespace"], info["functionName"]
+    check_function_name(tenant, namespace, name)
+    return tenant, namespace, name
+
+
+def instance_index(request: web.Request) -> int | None:
+    """The instance id from the path, or None for routes about the whole function."""
+    raw = request.match_info.get("instanceId")
+    if raw is None:
+        return None
+    if not (raw.isascii() and raw.isdecimal()):
+        raise bad_request(f"instanceId '{raw}' is not valid; expected an integer of at least 0")
+    return int(raw)
+
+
+# --- register, update, delete, get, list ---------------------------------------
+
+
+async def register_function(request: web.Request) -> web.Response:
+    """Multipart ``functionConfig`` plus ``data`` (a file) or ``url``."""
+    names = function_names(request)
+    async with _package_form(request) as form:
+        config = decode_function_config(form.require("functionConfig", CONFIG_WHAT))
+        await request.app[ADMIN].register(*names, config, package_source(form))
+    return empty_reply()
+
+
+async def update_function(request: web.Request) -> web.Response:
+    """Multipart ``functionConfig`` (the changes), optional ``data``/``url``, ``updateOptions``."""
+    names = function_names(request)
+    async with _package_form(request) as form:
+        raw = form.texts.get("functionConfig")
+        update = decode_function_config(raw) if raw is not None else FunctionConfig()
+        check_update_options(form.texts.get("updateOptions"))
+        await request.app[ADMIN].update(*names, update, package_source(form))
+    return empty_reply()
+
+
+def _package_form(request: web.Request) -> AbstractAsyncContextManager[Form]:
+    """The multipart form of a register or update, ``data`` streamed to disk."""
+    return receive_form(request, file_parts={"data"}, max_file_bytes=request.app[MAX_BODY_BYTES])
+
+
+def package_source(form: Form) -> PackageSource:
+    """The uploaded ``data`` file or the ``url`` part (the admin also reads a URL in ``py``)."""
+    upload = form.files.get("data")
+    url = form.text("url")
+    if upload is not None and url:
+        raise bad_request("both a data part and a url part were sent; expected only one of them")
+    return PackageSource(upload=upload, url=url or None)
+
+
+def check_update_options(raw: bytes | None) -> None:
+    """``updateOptions`` must be a JSON object; fnworker has no option to act on yet."""
+    if raw is None:
+        return
+    try:
+        options = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        options = None
+    if not isinstance(options, dict):
+        raise bad_request("part 'updateOptions' is not valid; expected a JSON object such as {}")
+
+
+async def deregister_function(request: web.Request) -> web.Response:
+    """Remove the function and stop its instances."""
+    await request.app[ADMIN].deregister(*function_names(request))
+    return empty_reply()
+
+
+async def get_function(request: web.Request) -> web.Response:
+    """The function's complete FunctionConfig."""
+    return json_reply(request.app[ADMIN].get_function(*function_names(request)).config)
+
+
+async def list_functions(request: web.Request) -> web.Response:
+    """The names of the functions in a namespace."""
+    tenant = check_name("tenant", request.match_info["tenant"])
+    namespace = check_name("namespace", request.match_info["namespace"])
+    return json_reply(request.app[ADMIN].list_functions(tenant, namespace))
+
+
+# --- status, stats, lifecycle ---------------------------------------------------
+
+
+async def function_status(request: web.Request) -> web.Response:
+    """Status of every instance, or of the one in the path."""
+    names = function_names(request)
+    index = instance_index(request)
+    admin = request.app[ADMIN]
+    if index is None:
+        return json_reply(await admin.function_status(*names))
+    return json_reply(await admin.instance_status(*names, index))
+
+
+async def function_stats(request: web.Request) -> web.Response:
+    """Counters of every instance, or of the one in the path."""
+    names = function_names(request)
+    index = instance_index(request)
+    admin = request.app[ADMIN]
+    if index is None:
+        return json_reply(await admin.function_stats(*names))
+    return json_reply(await admin.instance_stats(*names, index))
+
+
+async def start_function(request: web.Request) -> web.Response:
+    """Start every instance, or the one in the path."""
+    await request.app[ADMIN].start(*function_names(request), instance_index(request))
+    return empty_reply()
+
+
+async def stop_function(request: web.Request) -> web.Response:
+    """Stop every instance, or the one in the path."""
+    await request.app[ADMIN].stop(*function_names(request), instance_index(request))
+    return empty_reply()
+
+
+async def restart_function(request: web.Request) -> web.Response:
+    """Restart every instance, or the one in the path."""
+    await request.app[ADMIN].restart(*function_names(request), instance_index(request))
+    return empty_reply()
+
+
+# --- trigger and download -------------------------------------------------------
+
+
+async def trigger_function(request: web.Request) -> web.Response:
+    """Send ``data`` (text) or ``dataStream`` (file) to an input; answer the output as text."""
+    names = function_names(request)
+    async with receive_form(
+        request, file_parts={"dataStream"}, max_file_bytes=request.app[MAX_BODY_BYTES]
+    ) as form:
+        value = await _trigger_value(form)
+        topic = form.text("topic")
+    topic = normalize_topic(topic, "topic") if topic else None
+    output = await request.app[ADMIN].trigger(*names, value, topic)
+    return web.Response(body=output or b"", content_type=TEXT, charset="utf-8")
+
+
+async def _trigger_value(form: Form) -> bytes:
+    """The value to send: the ``data`` part or the ``dataStream`` file."""
+    stream = form.files.get("dataStream")
+    if stream is not None:
+        return await read_file(stream)
+    data = form.texts.get("data")
+    if data is None:
+        raise bad_request(
+            "part 'data' is missing; expected a data part (text) or a dataStream part (file)"
+        )
+    return data
+
+
+async def download_function(request: web.Request) -> web.StreamResponse:
+    """The function's package file, as uploaded."""
+    path, file_name = request.app[ADMIN].package_path(*function_names(request))
+    disposition = f'attachment; filename="{file_name}"'
+    return web.FileResponse(
+        path, headers={hdrs.CONTENT_DISPOSITION: disposition, hdrs.CONTENT_TYPE: BINARY}
+    )
+
+
+# --- the table ------------------------------------------------------------------
+
+_CONFIG_PART = FormPart(
+    name="functionConfig",
+    schema=FunctionConfig,
+    required=True,
+    description="The function's FunctionConfig as JSON (Pulsar's camelCase field names).",
+)
+_DATA_PART = FormPart(
+    name="data", schema=bytes, description="The package: a .py, .zip or .whl file."
+)
+_URL_PART = FormPart(
+    name="url",
+    schema=str,
+    description="Where the worker fetches the package: file://, http:// or https://.",
+)
+_UPDATE_CONFIG_PART = FormPart(
+    name="functionConfig",
+    schema=FunctionConfig,
+    description="The fields to change; fields left out keep their value.",
+)
+_OPTIONS_PART = FormPart(
+    name="updateOptions", schema=str, description="A JSON object; accepted and ignored."
+)
+_TRIGGER_PARTS = (
+    FormPart(name="data", schema=str, description="The value to send, as text."),
+    FormPart(name="dataStream", schema=bytes, description="The value to send, as a file."),
+    FormPart(
+        name="topic",
+        schema=str,
+        description="The input topic to send to (default: the only input).",
+    ),
+)
+
+
+def _per_instance(
+    method: str,
+    action: str,
+    handler: Handler,
+    summary: str,
+    responses: tuple[object, object] = (None, None),
+) -> list[Route]:
+    """The same action on the whole function and on one instance."""
+    whole, one = responses
+    return [
+        Route(
+            method=method,
+            path=f"{FUNCTION}/{action}",
+            handler=handler,
+            summary=summary,
+            response=whole,
+        ),
+        Route(
+            method=method,
+            path=f"{INSTANCE}/{action}",
+            handler=handler,
+            summary=f"{summary} (one instance)",
+            response=one,
+        ),
+    ]
+
+
+ROUTES: list[Route] = [
+    Route(
+        method="POST",
+        path=FUNCTION,
+        handler=register_function,
+        summary="Register a function",
+        form=(_CONFIG_PART, _DATA_PART, _URL_PART),
+        errors=(400, 409, 413),
+    ),
+    Route(
+        method="PUT",
+        path=FUNCTION,
+        handler=update_function,
+        summary="Update a function",
+        form=(_UPDATE_CONFIG_PART, _DATA_PART, _URL_PART, _OPTIONS_PART),
+        errors=(400, 404, 409, 413),
+    ),
+    Route(method="DELETE", path=FUNCTION, handler=deregister_function, summary="Delete a function"),
+    Route(
+        method="GET",
+        path=FUNCTION,
+        handler=get_function,
+        summary="Get a function's config",
+        response=FunctionConfig,
+    ),
+    Route(
+        method="GET",
+        path=BASE,
+        handler=list_functions,
+        summary="List the functions of a namespace",
+        response=list[str],
+    ),
+    *_per_instance(
+        "GET", "status", function_status, "Get status", (FunctionStatus, InstanceStatusData)
+    ),
+    *_per_instance("GET", "stats", function_stats, "Get stats", (FunctionStats, InstanceMetrics)),
+    *_per_instance("POST", "start", start_function, "Start instances"),
+    *_per_instance("POST", "stop", stop_function, "Stop instances"),
+    *_per_instance("POST", "restart", restart_function, "Restart instances"),
+    Route(
+        method="POST",
+        path=f"{FUNCTION}/trigger",
+        handler=trigger_function,
+        media=TEXT,
+        summary="Send a value to the function and answer its output",
+        form=_TRIGGER_PARTS,
+        errors=(400, 404, 408, 413),
+    ),
+    Route(
+        method="GET",
+        path=f"{FUNCTION}/download",
+        handler=download_function,
+        media=BINARY,
+        summary="Download the function's package",
+    ),
+]

@@ -1,0 +1,147 @@
+"""Reads multipart/form-data request bodies: small text parts into memory, file parts
+streamed to a temporary folder that is removed when the request is done. Does I/O
+(network and disk); disk writes run on worker threads, never on the event loop.
+
+A urlencoded form is accepted too (text parts only, within the app's
+``client_max_size``), as curl's ``--data-urlencode`` sends it.
+
+Size limits: a text part may hold up to 1 MiB; a file part up to the app's
+``max_body_bytes``. Past a limit the answer is 413 naming the part and the limit.
+Parts with other names are skipped.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Collection
+from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
+from typing import BinaryIO
+
+import anyio.to_thread
+import msgspec
+from aiohttp import BodyPartReader, web
+
+from fnworker.scheduler.admin import UploadedPackage
+from fnworker.scheduler.errors import ApiError, bad_request
+
+URLENCODED = "application/x-www-form-urlencoded"
+TEXT_PART_LIMIT = 1 << 20
+_CHUNK = 1 << 16
+_FLUSH_AT = 1 << 20
+
+
+class Form(msgspec.Struct, frozen=True, kw_only=True):
+    """The parts of one request: text parts by name, file parts saved to disk."""
+
+    texts: dict[str, bytes]
+    files: dict[str, UploadedPackage]
+
+    def text(self, name: str) -> str | None:
+        """A text part decoded as UTF-8, or None when absent."""
+        raw = self.texts.get(name)
+        if raw is None:
+            return None
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise bad_request(f"part '{name}' is not valid UTF-8 text; expected UTF-8") from None
+
+    def require(self, name: str, what: str) -> bytes:
+        """A text part that must be present."""
+        raw = self.texts.get(name)
+        if raw is None:
+            raise bad_request(f"part '{name}' is missing; expected {what}")
+        return raw
+
+
+@asynccontextmanager
+async def receive_form(
+    request: web.Request, *, file_parts: Collection[str], max_file_bytes: int
+) -> AsyncIterator[Form]:
+    """Read the whole form; file parts live in a temporary folder until the block ends."""
+    if request.content_type == URLENCODED:
+        yield Form(texts={k: str(v).encode() for k, v in (await request.post()).items()}, files={})
+        return
+    if not request.content_type.startswith("multipart/"):
+        raise bad_request(
+            f"request body is {request.content_type or 'missing'}; expected multipart/form-data"
+        )
+    folder = Path(
+        await anyio.to_thread.run_sync(partial(tempfile.mkdtemp, prefix="fnworker-upload-"))
+    )
+    try:
+        yield await _read_parts(request, folder, file_parts, max_file_bytes)
+    finally:
+        await anyio.to_thread.run_sync(partial(shutil.rmtree, folder, ignore_errors=True))
+
+
+async def _read_parts(
+    request: web.Request, folder: Path, file_parts: Collection[str], max_file_bytes: int
+) -> Form:
+    """Every named part of the body, in order; later parts of the same name win."""
+    texts: dict[str, bytes] = {}
+    files: dict[str, UploadedPackage] = {}
+    try:
+        reader = await request.multipart()
+    except (ValueError, AssertionError) as error:
+        raise bad_request(f"request body is not valid multipart/form-data ({error})") from None
+    async for part in reader:
+        if not isinstance(part, BodyPartReader) or part.name is None:
+            continue
+        if part.name in file_parts:
+            files[part.name] = await _save_file(
+                part, part.name, folder / str(len(files)), max_file_bytes
+            )
+        else:
+            texts[part.name] = await _read_text(part, part.name)
+    return Form(texts=texts, files=files)
+
+
+async def _read_text(part: BodyPartReader, name: str) -> bytes:
+    """A text part, at most TEXT_PART_LIMIT bytes."""
+    data = bytearray()
+    while chunk := await part.read_chunk(_CHUNK):
+        data += chunk
+        if len(data) > TEXT_PART_LIMIT:
+            raise _too_large(name, TEXT_PART_LIMIT)
+    return bytes(data)
+
+
+async def _save_file(part: BodyPartReader, name: str, target: Path, limit: int) -> UploadedPackage:
+    """Stream a file part to ``target``, at most ``limit`` bytes."""
+    out: BinaryIO = await anyio.to_thread.run_sync(target.open, "wb")
+    try:
+        await _copy_part(part, out, name, limit)
+    finally:
+        await anyio.to_thread.run_sync(out.close)
+    return UploadedPackage(file_name=part.filename or "", path=target)
+
+
+async def _copy_part(part: BodyPartReader, out: BinaryIO, name: str, limit: int) -> None:
+    """Copy a part into an open file, writing about 1 MiB at a time on a thread."""
+    buffer = bytearray()
+    written = 0
+    while chunk := await part.read_chunk(_CHUNK):
+        written += len(chunk)
+        if written > limit:
+            raise _too_large(name, limit)
+        buffer += chunk
+        if len(buffer) >= _FLUSH_AT:
+            await anyio.to_thread.run_sync(out.write, bytes(buffer))
+            buffer.clear()
+    await anyio.to_thread.run_sync(out.write, bytes(buffer))
+
+
+def _too_large(name: str, limit: int) -> ApiError:
+    """The 413 for a part over its limit."""
+    return ApiError(
+        413, f"part '{name}' is larger than {limit} bytes; expected at most {limit} bytes"
+    )
+
+
+async def read_file(upload: UploadedPackage) -> bytes:
+    """The content of a saved file part (for small files such as trigger values)."""
+    return await anyio.to_thread.run_sync(upload.path.read_bytes)

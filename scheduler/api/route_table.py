@@ -1,0 +1,56 @@
+"""The description of one REST route: method, path, handler, and what it takes and
+returns, so the aiohttp router and the OpenAPI document are built from one table.
+Also the keys under which handlers find the admin and the settings. No I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from fnworker.scheduler.admin import FunctionsAdmin
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+ADMIN = web.AppKey("fnworker_admin", FunctionsAdmin)
+MAX_BODY_BYTES = web.AppKey("fnworker_max_body_bytes", int)
+OPENAPI_DOCUMENT = web.AppKey("fnworker_openapi_document", bytes)
+
+JSON = "application/json"
+TEXT = "text/plain"
+BINARY = "application/octet-stream"
+
+
+class FormPart(msgspec.Struct, frozen=True, kw_only=True):
+    """One part of a multipart/form-data request body.
+
+    ``schema`` is a record type for a JSON part, ``bytes`` for a file, ``str`` for text.
+    """
+
+    name: str
+    schema: Any
+    description: str
+    required: bool = False
+
+
+class ErrorReply(msgspec.Struct, frozen=True, kw_only=True):
+    """The body of every error answer: one sentence saying what was wrong."""
+
+    reason: str
+
+
+class Route(msgspec.Struct, frozen=True, kw_only=True):
+    """One endpoint. ``response`` is the type of a JSON body (None: no body, or
+    ``media`` says text or binary); ``errors`` lists the error statuses it can answer."""
+
+    method: str
+    path: str
+    handler: Any
+    summary: str
+    response: Any = None
+    media: str = JSON
+    form: tuple[FormPart, ...] = ()
+    errors: tuple[int, ...] = (400, 404)
+    tag: str = "functions"

@@ -1,0 +1,3 @@
+"""The ``fnworker`` command line: ``main`` parses and dispatches, ``parser`` holds the
+flags (pulsar-admin's names), ``function_config`` turns flags into a FunctionConfig,
+``function_commands`` runs each ``functions`` action through ``admin_client``."""
