@@ -23,7 +23,8 @@ from fnworker.runtimes.instance.context import (
 )
 from fnworker.runtimes.instance.instance_plan import InstancePlan, PlanError, plan_instance
 from fnworker.runtimes.instance.loader import LoadedFunction, load_function
-from fnworker.runtimes.instance.message_loop import MessageLoop, OutputSink
+from fnworker.runtimes.instance.message_loop import MessageLoop
+from fnworker.runtimes.instance.output_sink import OutputSink
 from fnworker.runtimes.instance.package_layout import PackageError
 from fnworker.runtimes.instance.secret_providers import secrets_provider_named
 from fnworker.runtimes.instance.serde import make_serde

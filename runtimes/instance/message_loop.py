@@ -2,17 +2,19 @@
 acknowledge, with the sync pulsar client on the instance's own thread. Does broker
 I/O and runs user code.
 
-Throughput design (docs/instance-host.md): no Python callback per message. Outputs
-go out with ``send_async(..., None)``; the inputs they came from wait in a
-*window*. The window is closed when the consumer's queue is momentarily empty,
-after ``FLUSH_EVERY`` messages or after ``FLUSH_SECONDS``: the producers are
-flushed (one round trip confirms every send) and only then are the window's
-inputs acknowledged, or negatively acknowledged if the flush failed.
+Throughput design (docs/instance-host.md): no Python callback per message.
+Handled inputs gather in a *window*. A window closes after ``WINDOW_MESSAGES``
+messages or ``WINDOW_SECONDS``: its last result is sent with a ``WindowReceipt``
+that acknowledges every input of the window once the broker has persisted the
+sends (outputs are persisted in send order). A window that closes while the
+consumer is idle, or that holds ``context.publish`` sends, is settled by a
+blocking ``flush()`` instead. Either way an input is acknowledged only after its
+results are persisted, and negatively acknowledged if they were not.
 """
 
 from __future__ import annotations
 
-import base64
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -23,65 +25,21 @@ import structlog
 
 from fnworker.runtimes.instance.context import InstanceContext, Producers
 from fnworker.runtimes.instance.instance_plan import AckMode, base_topic_name
+from fnworker.runtimes.instance.output_sink import (
+    Outstanding,
+    OutputSink,
+    WindowReceipt,
+    fail_window,
+    settle,
+)
 from fnworker.runtimes.instance.serde import SerDe
 from fnworker.runtimes.instance.stats import InstanceStats, describe
 
 IDLE_RECEIVE_MS = 100
-FLUSH_EVERY = 1000
-FLUSH_SECONDS = 0.005
+WINDOW_MESSAGES = 1000
+WINDOW_SECONDS = 0.005
+DRAIN_SECONDS = 10.0
 FAILURE_LOGS_PER_SECOND = 5
-INPUT_TOPIC_PROPERTY = "__pfn_input_topic__"
-INPUT_MESSAGE_ID_PROPERTY = "__pfn_input_msg_id__"
-
-
-def encoded_message_id(message_id: pulsar.MessageId) -> str:
-    """The input message id as Pulsar's Python instance writes it (url-safe base64)."""
-    return base64.urlsafe_b64encode(message_id.serialize()).decode("ascii")
-
-
-def sequence_id_of(message_id: pulsar.MessageId) -> int:
-    """A producer sequence id that grows with the input position (EFFECTIVELY_ONCE).
-
-    ledger (23 bits) | entry (27 bits) | batch index + 1 (13 bits); a replay of the
-    same input gets the same id, so a broker with deduplication drops it.
-    """
-    ledger = max(message_id.ledger_id(), 0)
-    entry = max(message_id.entry_id(), 0)
-    batch = max(message_id.batch_index() + 1, 0)
-    return (ledger << 40) | (entry << 13) | (batch & 0x1FFF)
-
-
-class OutputSink:
-    """Serializes results and sends them to the output topic with Pulsar's properties."""
-
-    def __init__(
-        self, producer: pulsar.Producer, serde: SerDe, *, forward_properties: bool, sequenced: bool
-    ) -> None:
-        self.producer = producer
-        self.serde = serde
-        self.forward_properties = forward_properties
-        self.sequenced = sequenced
-        self.pending = False
-
-    def send(self, result: Any, message: pulsar.Message, topic: str) -> None:
-        """Queue one result for sending; confirmed by ``flush``."""
-        data = self.serde.serialize(result)
-        properties = message.properties() if self.forward_properties else {}
-        message_id = message.message_id()
-        properties[INPUT_TOPIC_PROPERTY] = topic
-        properties[INPUT_MESSAGE_ID_PROPERTY] = encoded_message_id(message_id)
-        if self.sequenced:
-            sequence_id = sequence_id_of(message_id)
-            self.producer.send_async(data, None, properties=properties, sequence_id=sequence_id)
-        else:
-            self.producer.send_async(data, None, properties=properties)
-        self.pending = True
-
-    def flush(self) -> None:
-        """Wait until every queued result is persisted; raises if the broker refused."""
-        if self.pending:
-            self.pending = False
-            self.producer.flush()
 
 
 class MessageLoop:
@@ -111,37 +69,44 @@ class MessageLoop:
         self.producers = producers
         self.stats = stats
         self.stop = stop
+        self.log = log
         self.ack_on_receipt = ack_mode == "ATMOST_ONCE"
         self.ack_after_publish = ack_mode in ("ATLEAST_ONCE", "EFFECTIVELY_ONCE")
         self.nack_on_failure = ack_mode != "ATMOST_ONCE"
+        self.outstanding = Outstanding()
         self.window_acks: list[pulsar.Message] = []
         self.window_done = 0
         self.window_deadline = 0.0
         self.failure_window = (0.0, 0)
-        self.log = log
 
     def run(self) -> None:
-        """Loop until asked to stop, then confirm what is still in the window."""
-        while not self.stop.is_set():
-            self.step()
-        self.flush()
+        """Loop until asked to stop, then settle the open window and wait for receipts."""
+        try:
+            while not self.stop.is_set():
+                self.step()
+        finally:
+            self.flush()
+            if not self.outstanding.wait_idle(DRAIN_SECONDS):
+                self.log.warning("publish receipts still outstanding at stop; inputs will be redelivered")
 
     def step(self) -> None:
-        """Receive and handle one message, closing the window when it is due."""
+        """Receive and handle one message; settle the window when the consumer idles."""
         try:
-            message = self.consumer.receive(0 if self.window_done else IDLE_RECEIVE_MS)
+            message = self.consumer.receive(self.receive_timeout_ms())
         except pulsar.Timeout:
-            if self.window_done:
+            if self.window_done and time.monotonic() >= self.window_deadline:
                 self.flush()
             return
         self.handle(message)
-        if self.window_done >= FLUSH_EVERY or (
-            self.window_done and time.monotonic() >= self.window_deadline
-        ):
-            self.flush()
+
+    def receive_timeout_ms(self) -> int:
+        """Wait long when idle, only until the window is due when one is open."""
+        if not self.window_done:
+            return IDLE_RECEIVE_MS
+        return max(1, math.ceil((self.window_deadline - time.monotonic()) * 1000))
 
     def handle(self, message: pulsar.Message) -> None:
-        """Run one message through the user's code and queue its result."""
+        """Run one message through the user's code and send its result."""
         stats = self.stats
         stats.received += 1
         topic = message.topic_name()
@@ -164,13 +129,12 @@ class MessageLoop:
             return
         stats.latency_total_ms += (time.perf_counter() - started) * 1000.0
         stats.latency_count += 1
-        if result is not None and self.output is not None:
-            try:
-                self.output.send(result, message, topic)
-            except Exception as error:  # noqa: BLE001 - serialize/publish failure
-                self.fail(message, error, user=False, what="publishing the result failed")
-                return
-        self.complete(message)
+        if result is None or self.output is None:
+            self.add_to_window(message)
+        elif self.window_due():
+            self.send_closing(result, message, topic)
+        else:
+            self.send(result, message, topic)
 
     def serde_for(self, topic: str) -> SerDe:
         """The input serde of a topic (partitions share their topic's serde)."""
@@ -180,16 +144,49 @@ class MessageLoop:
             self.serdes[topic] = serde
         return serde
 
-    def complete(self, message: pulsar.Message) -> None:
-        """Put a successfully handled message in the window."""
+    def window_due(self) -> bool:
+        """True when this message should close the window (and no context sends are pending)."""
+        if self.producers.dirty:
+            return False
+        done = self.window_done
+        return done + 1 >= WINDOW_MESSAGES or (done > 0 and time.monotonic() >= self.window_deadline)
+
+    def send(self, result: Any, message: pulsar.Message, topic: str) -> None:
+        """Send a result without a receipt; its input waits in the window."""
+        assert self.output is not None
+        try:
+            self.output.send(result, message, topic, None)
+        except Exception as error:  # noqa: BLE001 - serialize/publish failure
+            self.fail(message, error, user=False, what="publishing the result failed")
+            return
+        self.add_to_window(message)
+
+    def send_closing(self, result: Any, message: pulsar.Message, topic: str) -> None:
+        """Send the window's last result with a receipt that settles the whole window."""
+        assert self.output is not None
+        acks = [*self.window_acks, message] if self.ack_after_publish else []
+        receipt = WindowReceipt(self.consumer, acks, self.window_done + 1, self.stats, self.outstanding)
+        try:
+            self.output.send(result, message, topic, receipt)
+        except Exception as error:  # noqa: BLE001 - nothing was sent for this message
+            self.outstanding.done()
+            self.fail(message, error, user=False, what="publishing the result failed")
+            return
+        self.window_acks, self.window_done = [], 0
+
+    def add_to_window(self, message: pulsar.Message) -> None:
+        """Put a handled message in the window; settle it at once when it is due."""
         if self.ack_after_publish:
             self.window_acks.append(message)
+        now = time.monotonic()
         if not self.window_done:
-            self.window_deadline = time.monotonic() + FLUSH_SECONDS
+            self.window_deadline = now + WINDOW_SECONDS
         self.window_done += 1
+        if self.window_done >= WINDOW_MESSAGES or now >= self.window_deadline:
+            self.flush()
 
     def flush(self) -> None:
-        """Confirm every send of the window, then acknowledge (or nack) its inputs."""
+        """Settle the open window by flushing the producers (blocking)."""
         acks, done = self.window_acks, self.window_done
         self.window_acks, self.window_done = [], 0
         try:
@@ -197,14 +194,11 @@ class MessageLoop:
                 self.output.flush()
             self.producers.flush_dirty()
         except Exception as error:  # noqa: BLE001 - a failed flush fails the window
-            self.stats.record_system_exception(error, count=max(done, 1))
+            fail_window(self.consumer, acks, done, self.stats, error)
             self.log_failure("flushing the producers failed; inputs will be redelivered", error)
-            for message in acks:
-                self.consumer.negative_acknowledge(message)
             return
-        for message in acks:
-            self.consumer.acknowledge(message)
-        self.stats.processed_successfully += done
+        if done:
+            settle(self.consumer, acks, done, self.stats)
 
     def fail(self, message: pulsar.Message, error: BaseException, *, user: bool, what: str) -> None:
         """Count and log a failed message and hand it back per the guarantee."""

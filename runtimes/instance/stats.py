@@ -59,6 +59,11 @@ class InstanceStats:
         self._recent_user: deque[ExceptionInformation] = deque(maxlen=RECENT_EXCEPTIONS)
         self._recent_system: deque[ExceptionInformation] = deque(maxlen=RECENT_EXCEPTIONS)
 
+    def add_processed(self, count: int) -> None:
+        """Count messages whose results are persisted (called from two threads, hence the lock)."""
+        with self._lock:
+            self.processed_successfully += count
+
     def record_user_exception(self, error: BaseException) -> None:
         """Count an exception raised by the user's code and keep it among the recent ones."""
         with self._lock:
