@@ -103,10 +103,14 @@ def start_embedded_broker(
         process = subprocess.Popen(
             [
                 find_pulsar_lite_binary(),
-                "--config", str(toml_path),
-                "--addr", f"{LOOPBACK}:{port}",
-                "--db-path", str(data_dir / "broker.db"),
-                "--log-level", log_level,
+                "--config",
+                str(toml_path),
+                "--addr",
+                f"{LOOPBACK}:{port}",
+                "--db-path",
+                str(data_dir / "broker.db"),
+                "--log-level",
+                log_level,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -132,7 +132,8 @@ class MemoryCoordination:
         cluster.elect()
         cluster.send(send, FunctionsChanged(changed=tuple(cluster.functions.values())))
         cluster.send(
-            send, AssignmentsChanged(term=cluster.term, assigned=cluster.assignments_of(me.worker_id))
+            send,
+            AssignmentsChanged(term=cluster.term, assigned=cluster.assignments_of(me.worker_id)),
         )
         cluster.broadcast(MembershipChanged(view=cluster.view()))
         return receive

@@ -18,7 +18,9 @@ def check_available(name: str) -> None:
         )
 
 
-def create_driver(name: str, factory: RuntimeFactoryConfig, client: ClientSettings) -> RuntimeDriver:
+def create_driver(
+    name: str, factory: RuntimeFactoryConfig, client: ClientSettings
+) -> RuntimeDriver:
     """The driver for runtime ``name``; a clear ConfigError for one not available."""
     if name == "thread":
         from fnworker.runtimes.thread import ThreadRuntime

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from typing import TypeAlias
 
 import anyio
 import msgspec
@@ -38,7 +39,10 @@ def client_logger() -> logging.Logger:
     return logger
 
 
-def make_client(settings: ClientSettings) -> pulsar.Client:
+ClientLogger: TypeAlias = "logging.Logger | pulsar.FileLogger | pulsar.ConsoleLogger"
+
+
+def make_client(settings: ClientSettings, logger: ClientLogger | None = None) -> pulsar.Client:
     """The worker's shared sync client (construction is lazy and does not connect)."""
     authentication = (
         pulsar.Authentication(settings.auth_plugin, settings.auth_params or "")
@@ -53,7 +57,7 @@ def make_client(settings: ClientSettings) -> pulsar.Client:
         tls_trust_certs_file_path=settings.tls_trust_certs_file_path,
         tls_allow_insecure_connection=settings.tls_allow_insecure_connection,
         tls_validate_hostname=settings.tls_hostname_verification,
-        logger=client_logger(),
+        logger=logger or client_logger(),
     )
 
 
@@ -67,7 +71,14 @@ class InstanceSlot(msgspec.Struct, kw_only=True):
 
 
 class ThreadRuntime:
-    """Runs function instances on threads of the worker process."""
+    """Runs function instances on threads of the worker process.
+
+    ``client_logger`` defaults to a stdlib logger at WARNING. The C++ client hands
+    every DEBUG line to a Python logger (filtering happens in Python, under the
+    GIL) and keeps the logger of the first client created in the process, so a
+    ``pulsar.FileLogger(pulsar.LoggerLevel.Warn, path)`` is faster (see
+    docs/instance-host.md).
+    """
 
     name = "thread"
 
@@ -78,8 +89,10 @@ class ThreadRuntime:
         *,
         nack_redelivery_delay_ms: int = 1000,
         stop_timeout_seconds: float = 10.0,
+        client_logger: ClientLogger | None = None,
     ) -> None:
         self.thread_group_name = thread_group_name
+        self.client_logger = client_logger
         self.client_settings = client_settings
         self.nack_redelivery_delay_ms = nack_redelivery_delay_ms
         self.stop_timeout_seconds = stop_timeout_seconds
@@ -159,7 +172,9 @@ class ThreadRuntime:
         async with self._client_lock:
             if self._client is None:
                 chosen = self.client_settings or settings
-                self._client = await anyio.to_thread.run_sync(make_client, chosen)
+                self._client = await anyio.to_thread.run_sync(
+                    make_client, chosen, self.client_logger
+                )
             return self._client
 
     async def _start_locked(self, spec: InstanceSpec, *, restarts: int) -> None:
@@ -200,6 +215,8 @@ class ThreadRuntime:
         with anyio.CancelScope(shield=True):
             stopped = await anyio.to_thread.run_sync(host.join, self.stop_timeout_seconds)
             if not stopped:
-                log.warning("instance thread did not stop in time; closing it anyway", instance=instance)
+                log.warning(
+                    "instance thread did not stop in time; closing it anyway", instance=instance
+                )
             await anyio.to_thread.run_sync(host.close)
         log.info("instance stopped", instance=instance)

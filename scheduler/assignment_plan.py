@@ -40,7 +40,9 @@ def demands_of(functions: Iterable[FunctionRecord]) -> list[InstanceDemand]:
     for record in functions:
         weight = record.config.resources.cpu if record.config.resources else 1.0
         for index in range(record.parallelism()):
-            demands.append(InstanceDemand(instance=instance_id_of(record.fqfn, index), weight=weight))
+            demands.append(
+                InstanceDemand(instance=instance_id_of(record.fqfn, index), weight=weight)
+            )
     return demands
 
 
@@ -65,7 +67,12 @@ def plan_assignments(
         previous = current.get(InstanceId(instance))
         if previous is None or previous.worker != worker or previous.version != version:
             assigned.append(
-                Assignment(instance=InstanceId(instance), worker=WorkerId(worker), version=version, term=term)
+                Assignment(
+                    instance=InstanceId(instance),
+                    worker=WorkerId(worker),
+                    version=version,
+                    term=term,
+                )
             )
     unassigned = [i for i in current if i not in placement.assignment]
     return AssignmentChanges(assigned=tuple(assigned), unassigned=tuple(unassigned))

@@ -45,12 +45,18 @@ def example_package(folder: Path) -> Path:
 async def deploy_example(worker: RunningWorker) -> None:
     """Register public/default/exclamation unless it is already there."""
     config = FunctionConfig(
-        class_name="exclamation_function.ExclamationFunction", inputs=[INPUT], output=OUTPUT,
+        class_name="exclamation_function.ExclamationFunction",
+        inputs=[INPUT],
+        output=OUTPUT,
     )
     with tempfile.TemporaryDirectory() as folder:
-        package = UploadedPackage(file_name="exclamation_function.py", path=example_package(Path(folder)))
+        package = UploadedPackage(
+            file_name="exclamation_function.py", path=example_package(Path(folder))
+        )
         try:
-            await worker.admin.register("public", "default", "exclamation", config, PackageSource(upload=package))
+            await worker.admin.register(
+                "public", "default", "exclamation", config, PackageSource(upload=package)
+            )
         except ApiError as error:
             if error.status != 409:
                 raise
@@ -61,7 +67,12 @@ def send_and_print(service_url: str, count: int) -> None:
     """Send ``count`` messages a second apart and print each result (blocking)."""
     client = pulsar.Client(service_url, operation_timeout_seconds=10, logger=quiet_client_logger())
     try:
-        consumer = client.subscribe(OUTPUT, "fnworker-demo", initial_position=pulsar.InitialPosition.Latest)
+        consumer = client.subscribe(
+            OUTPUT,
+            "fnworker-demo",
+            consumer_type=pulsar.ConsumerType.Shared,  # pulsar-lite duplicates to Exclusive
+            initial_position=pulsar.InitialPosition.Latest,
+        )
         producer = client.create_producer(INPUT)
         for number in range(1, count + 1):
             text = f"hello-{number}"

@@ -21,7 +21,8 @@ from fnworker.runtimes.driver import ClientSettings, InstanceMetrics, RuntimeDri
 from fnworker.runtimes.instance.loader import PackageError, check_package
 from fnworker.scheduler.admin import FunctionStats, PackageSource
 from fnworker.scheduler.errors import ApiError, bad_request, conflict, not_found
-from fnworker.scheduler.function_validation import merge_update, validate_new_function
+from fnworker.scheduler.function_validation import input_topics, merge_update, validate_new_function
+from fnworker.scheduler.logging_setup import quiet_client_logger
 from fnworker.scheduler.package_fetch import fetch_package, file_name_of
 from fnworker.scheduler.package_store import PackageStore
 from fnworker.scheduler.records import (
@@ -37,7 +38,6 @@ from fnworker.scheduler.records import (
     instance_id_of,
 )
 from fnworker.scheduler.status_view import function_stats, function_status, not_running
-from fnworker.scheduler.logging_setup import quiet_client_logger
 from fnworker.scheduler.trigger import trigger_and_wait
 
 log = structlog.get_logger("fnworker.admin")
@@ -91,7 +91,7 @@ class WorkerFunctionsAdmin:
     def list_functions(self, tenant: str, namespace: str) -> list[str]:
         """Names of the functions in one namespace, sorted."""
         prefix = f"{tenant}/{namespace}/"
-        return sorted(f[len(prefix):] for f in self.backend.functions() if f.startswith(prefix))
+        return sorted(f[len(prefix) :] for f in self.backend.functions() if f.startswith(prefix))
 
     # -- writing -----------------------------------------------------------
 
@@ -102,13 +102,19 @@ class WorkerFunctionsAdmin:
         fqfn = fqfn_of(tenant, namespace, name)
         if fqfn in self.backend.functions():
             raise conflict(f"Function {fqfn} already exists")
-        validated = validate_new_function(tenant, namespace, name, config, package_name(source, config))
+        validated = validate_new_function(
+            tenant, namespace, name, config, package_name(source, config)
+        )
         package = await self.store_package(fqfn, 1, source, validated)
         if package is None:
             raise bad_request("a package is required: send a 'data' file part or a 'url' part")
         record = FunctionRecord(
-            fqfn=fqfn, version=1, config=validated, package=package,
-            create_time_ms=now_ms(), update_time_ms=now_ms(),
+            fqfn=fqfn,
+            version=1,
+            config=validated,
+            package=package,
+            create_time_ms=now_ms(),
+            update_time_ms=now_ms(),
         )
         await self.write(record, expected_version=0)
         log.info("function registered", function=fqfn, parallelism=record.parallelism())
@@ -127,10 +133,15 @@ class WorkerFunctionsAdmin:
         package = await self.store_package(existing.fqfn, version, source, validated)
         if package is None and existing.package is not None:
             stored = existing.package
-            check_stored(self.packages.path_of(stored), validated.class_name, stored.original_file_name)
+            check_stored(
+                self.packages.path_of(stored), validated.class_name, stored.original_file_name
+            )
         record = msgspec.structs.replace(
-            existing, version=version, config=validated,
-            package=package or existing.package, update_time_ms=now_ms(),
+            existing,
+            version=version,
+            config=validated,
+            package=package or existing.package,
+            update_time_ms=now_ms(),
         )
         await self.write(record, expected_version=existing.version)
         log.info("function updated", function=existing.fqfn, version=version)
@@ -234,7 +245,9 @@ class WorkerFunctionsAdmin:
         if assignment.worker != self.me.worker_id:
             return not_running(f"instance runs on worker {assignment.worker}", assignment.worker)
         status = self.driver.status(instance)
-        return status if status is not None else not_running("instance is starting", self.me.worker_id)
+        return (
+            status if status is not None else not_running("instance is starting", self.me.worker_id)
+        )
 
     async def function_status(self, tenant: str, namespace: str, name: str) -> FunctionStatus:
         """Status of every instance of a function."""
@@ -270,9 +283,13 @@ class WorkerFunctionsAdmin:
     ) -> bytes | None:
         """Send ``value`` to the function's input and return its output (408 on timeout)."""
         record = self.record(tenant, namespace, name)
-        inputs = input_topics(record.config)
+        inputs = [t for t, is_pattern in input_topics(record.config).items() if not is_pattern]
+        if not inputs:
+            raise bad_request(f"{record.fqfn} reads a topics pattern; trigger needs a 'topic' part")
         if topic is not None and topic not in inputs:
-            raise bad_request(f"topic '{topic}' is not an input of {record.fqfn}; its inputs are {inputs}")
+            raise bad_request(
+                f"topic '{topic}' is not an input of {record.fqfn}; its inputs are {inputs}"
+            )
         target = topic or inputs[0]
         client = self.client()
         try:
@@ -280,7 +297,9 @@ class WorkerFunctionsAdmin:
                 trigger_and_wait, client, target, record.config.output, value, TRIGGER_TIMEOUT_S
             )
         except TimeoutError as error:
-            raise ApiError(408, f"no output from {record.fqfn} within {TRIGGER_TIMEOUT_S:.0f} s") from error
+            raise ApiError(
+                408, f"no output from {record.fqfn} within {TRIGGER_TIMEOUT_S:.0f} s"
+            ) from error
 
     def client(self) -> pulsar.Client:
         """The worker's own broker client for admin work such as trigger."""
@@ -326,15 +345,6 @@ class WorkerFunctionsAdmin:
         if self._client is not None:
             client, self._client = self._client, None
             await anyio.to_thread.run_sync(client.close)
-
-
-def input_topics(config: FunctionConfig) -> list[str]:
-    """Every input topic of a function, in the order they were given."""
-    topics = list(config.inputs)
-    for extra in (*config.custom_serde_inputs, *config.input_specs):
-        if extra not in topics:
-            topics.append(extra)
-    return topics
 
 
 def package_name(source: PackageSource, config: FunctionConfig) -> str | None:

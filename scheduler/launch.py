@@ -19,9 +19,9 @@ import yaml
 
 from fnworker.coordination.embedded_broker import EmbeddedBroker, start_embedded_broker
 from fnworker.coordination.memory import MemoryCluster, MemoryCoordination
+from fnworker.runtimes.registry import check_available
 from fnworker.scheduler.config_loader import load_worker_config
 from fnworker.scheduler.logging_setup import configure_logging
-from fnworker.runtimes.registry import check_available
 from fnworker.scheduler.worker_config import ConfigError, WorkerConfig, runtime_name
 from fnworker.scheduler.worker_service import RunningWorker, serve_worker
 

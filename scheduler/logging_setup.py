@@ -15,7 +15,9 @@ def configure_logging(level: str = "INFO") -> None:
     """Install one renderer for structlog and stdlib records alike."""
     json_lines = os.environ.get("FNWORKER_LOG_FORMAT", "").lower() == "json"
     renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer() if json_lines else structlog.processors.KeyValueRenderer(
+        structlog.processors.JSONRenderer()
+        if json_lines
+        else structlog.processors.KeyValueRenderer(
             key_order=["timestamp", "level", "logger", "event"], drop_missing=True
         )
     )
@@ -33,9 +35,13 @@ def configure_logging(level: str = "INFO") -> None:
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer,
-        ])
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                renderer,
+            ],
+        )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]

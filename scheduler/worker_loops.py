@@ -24,7 +24,6 @@ from fnworker.coordination.backend import (
 )
 from fnworker.runtimes.driver import InstanceSpec, RuntimeDriver
 from fnworker.scheduler.assignment_plan import plan_assignments
-from fnworker.scheduler.records import Assignment, InstanceId, WorkerId, WorkerInfo
 from fnworker.scheduler.reconcile import (
     ReplaceInstance,
     RuntimeAction,
@@ -32,6 +31,7 @@ from fnworker.scheduler.reconcile import (
     StopInstance,
     reconcile,
 )
+from fnworker.scheduler.records import Assignment, InstanceId, WorkerId, WorkerInfo
 
 log = structlog.get_logger("fnworker.worker")
 
@@ -91,9 +91,7 @@ async def pump_events(
                 leader_wakeup.set()
 
 
-async def lead(
-    backend: CoordinationBackend, me: WorkerInfo, strategy: str, wakeup: Wakeup
-) -> None:
+async def lead(backend: CoordinationBackend, me: WorkerInfo, strategy: str, wakeup: Wakeup) -> None:
     """While this worker leads, re-plan on every change and write what differs."""
     while True:
         await wakeup.wait()

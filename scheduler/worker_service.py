@@ -21,8 +21,8 @@ from fnworker.runtimes.registry import create_driver
 from fnworker.scheduler.api.app import make_app
 from fnworker.scheduler.functions_admin import WorkerFunctionsAdmin
 from fnworker.scheduler.package_store import PackageStore
-from fnworker.scheduler.records import WorkerInfo, split_fqfn, split_instance_id
 from fnworker.scheduler.reconcile import ReplaceInstance, StartInstance
+from fnworker.scheduler.records import WorkerInfo, split_fqfn, split_instance_id
 from fnworker.scheduler.worker_config import (
     WorkerConfig,
     broker_client_settings,
@@ -41,7 +41,9 @@ from fnworker.scheduler.worker_loops import (
 
 log = structlog.get_logger("fnworker.worker")
 
-KUBERNETES_SECRETS = "org.apache.pulsar.functions.secretsproviderconfigurator.KubernetesSecretsProviderConfigurator"
+KUBERNETES_SECRETS = (
+    "org.apache.pulsar.functions.secretsproviderconfigurator.KubernetesSecretsProviderConfigurator"
+)
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,9 @@ class SpecMaker:
         self.packages = packages
         self.client = client
 
-    def __call__(self, action: StartInstance | ReplaceInstance, instances_dir: Path) -> InstanceSpec:
+    def __call__(
+        self, action: StartInstance | ReplaceInstance, instances_dir: Path
+    ) -> InstanceSpec:
         """The spec for one instance start; copies the package into the instance's folder."""
         record = action.function
         fqfn, index = split_instance_id(action.instance)
@@ -125,13 +129,20 @@ async def serve_worker(
     factory = runtime_factory_config(config)
     driver = create_driver(runtime_name(config), factory, client)
     admin = WorkerFunctionsAdmin(
-        me=me, backend=backend, driver=driver, packages=packages, scratch_dir=state / "scratch",
-        client_settings=client, max_package_bytes=config.max_package_size_bytes,
+        me=me,
+        backend=backend,
+        driver=driver,
+        packages=packages,
+        scratch_dir=state / "scratch",
+        client_settings=client,
+        max_package_bytes=config.max_package_size_bytes,
     )
     runner = web.AppRunner(make_app(admin, max_body_bytes=config.max_request_body_bytes))
     await runner.setup()
     mine = LocalAssignments()
-    reconciler = Reconciler(backend, driver, mine, SpecMaker(config, me, packages, client), state / "instances")
+    reconciler = Reconciler(
+        backend, driver, mine, SpecMaker(config, me, packages, client), state / "instances"
+    )
     try:
         site = web.TCPSite(runner, bind_address, port)
         await site.start()

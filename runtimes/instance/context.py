@@ -65,7 +65,9 @@ class Producers:
             batching_max_publish_delay_ms=10,
             block_if_queue_full=True,
             max_pending_messages=10_000,
-            compression_type=compression if compression is not None else pulsar.CompressionType.NONE,
+            compression_type=compression
+            if compression is not None
+            else pulsar.CompressionType.NONE,
             properties=self.properties,
             **options,
         )
@@ -118,7 +120,9 @@ class InstanceContext(Context):  # type: ignore[misc]
         self.message: pulsar.Message | None = None
         self.publish_serdes: dict[str, SerDe] = {}
         self.user_config: dict[str, Any] = dict(record.config.user_config)
-        self.function_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{record.fqfn}@{record.create_time_ms}"))
+        self.function_id = str(
+            uuid.uuid5(uuid.NAMESPACE_URL, f"{record.fqfn}@{record.create_time_ms}")
+        )
 
     # -- the current message ---------------------------------------------
 
@@ -251,7 +255,7 @@ class InstanceContext(Context):  # type: ignore[misc]
                 self.stats.record_system_exception(RuntimeError(f"publish to {topic}: {result}"))
             try:
                 callback(result, message_id)
-            except Exception:  # noqa: BLE001 - runs on a client thread; must not escape
+            except Exception:
                 self.logger.exception("publish callback raised")
 
         return done

@@ -220,7 +220,7 @@ class InstanceHost:
             return self.client.subscribe(
                 topics if len(topics) > 1 else topics[0], inputs.subscription, **options
             )
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - any failure becomes the status error
             raise InstanceStartError(
                 f"subscribing to {', '.join(topics)} as '{inputs.subscription}' failed: "
                 f"{describe(error)}"
@@ -238,7 +238,7 @@ class InstanceHost:
         compression = COMPRESSION.get(plan.output.compression, pulsar.CompressionType.LZ4)
         try:
             producer = self._producers.for_topic(plan.output.topic, compression, **options)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - any failure becomes the status error
             raise InstanceStartError(
                 f"creating the producer for output topic {plan.output.topic} failed: "
                 f"{describe(error)}"
@@ -256,7 +256,7 @@ class InstanceHost:
         assert self._loop is not None
         try:
             self._loop.run()
-        except BaseException as error:  # noqa: BLE001 - report, never crash the worker
+        except BaseException as error:
             self.error = f"the message loop stopped: {describe(error)}"
             self.stats.record_system_exception(error)
             self.log.error("instance message loop stopped", error=describe(error), exc_info=error)

@@ -119,7 +119,9 @@ def plan_inputs(config: FunctionConfig, fqfn: str, ack_mode: AckMode) -> InputPl
     serdes = input_serdes(config)
     if not serdes:
         raise PlanError(f"function {fqfn} has no input topics")
-    queue_sizes = [s.receiver_queue_size for s in config.input_specs.values() if s.receiver_queue_size]
+    queue_sizes = [
+        s.receiver_queue_size for s in config.input_specs.values() if s.receiver_queue_size
+    ]
     return InputPlan(
         topics=tuple(given for given, _ in serdes.values()),
         serde_by_topic={full: serde for full, (_, serde) in serdes.items()},
@@ -127,7 +129,9 @@ def plan_inputs(config: FunctionConfig, fqfn: str, ack_mode: AckMode) -> InputPl
         subscription_type=subscription_type_of(config, ack_mode),
         position=config.subscription_position or "Latest",
         receiver_queue_size=min(queue_sizes) if queue_sizes else None,
-        max_message_retries=config.max_message_retries if (config.max_message_retries or 0) > 0 else None,
+        max_message_retries=config.max_message_retries
+        if (config.max_message_retries or 0) > 0
+        else None,
         dead_letter_topic=config.dead_letter_topic or None,
         ack_timeout_ms=config.timeout_ms if (config.timeout_ms or 0) > 0 else None,
     )

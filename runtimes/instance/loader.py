@@ -115,7 +115,9 @@ def unpack_package(package_path: Path, target: EntryTarget) -> Path:
     except (OSError, zipfile.BadZipFile) as error:
         shutil.rmtree(unpack_dir, ignore_errors=True)
         _MANAGED_DIRS.discard(str(unpack_dir))
-        raise PackageError(f"package '{package_path.name}' could not be unpacked: {error}") from None
+        raise PackageError(
+            f"package '{package_path.name}' could not be unpacked: {error}"
+        ) from None
     return unpack_dir
 
 
@@ -203,7 +205,9 @@ def import_entry(entry_file: Path, module: str, tag: str, package_name: str) -> 
     name = unique_module_name(module, tag)
     is_package = entry_file.name == "__init__.py"
     spec = importlib.util.spec_from_file_location(
-        name, entry_file, submodule_search_locations=[str(entry_file.parent)] if is_package else None
+        name,
+        entry_file,
+        submodule_search_locations=[str(entry_file.parent)] if is_package else None,
     )
     if spec is None or spec.loader is None:
         raise PackageError(f"module '{module}' of package '{package_name}' cannot be imported")
@@ -256,7 +260,7 @@ def handler_of(
 
 def module_process(module: ModuleType, class_name: str) -> Callable[..., Any]:
     """Pulsar's pure form: a module whose ``process(input)`` handles each message."""
-    process = getattr(module, "process", None)
+    process: Callable[..., Any] | None = getattr(module, "process", None)
     if not callable(process):
         raise PackageError(f"module '{class_name}' has no callable 'process'")
     return process
@@ -270,7 +274,7 @@ def class_process(kind: type, class_name: str) -> Callable[..., Any]:
         raise PackageError(
             f"creating {class_name}() raised {type(error).__name__}: {error}"
         ) from error
-    process = getattr(instance, "process", None)
+    process: Callable[..., Any] | None = getattr(instance, "process", None)
     if not callable(process):
         raise PackageError(f"class '{class_name}' has no process(input, context) method")
     return process

@@ -26,8 +26,8 @@ import structlog
 from fnworker.runtimes.instance.context import InstanceContext, Producers
 from fnworker.runtimes.instance.instance_plan import AckMode, base_topic_name
 from fnworker.runtimes.instance.output_sink import (
-    Outstanding,
     OutputSink,
+    Outstanding,
     WindowReceipt,
     fail_window,
     settle,
@@ -87,7 +87,9 @@ class MessageLoop:
         finally:
             self.flush()
             if not self.outstanding.wait_idle(DRAIN_SECONDS):
-                self.log.warning("publish receipts still outstanding at stop; inputs will be redelivered")
+                self.log.warning(
+                    "publish receipts still outstanding at stop; inputs will be redelivered"
+                )
 
     def step(self) -> None:
         """Receive and handle one message; settle the window when the consumer idles."""
@@ -121,7 +123,9 @@ class MessageLoop:
         stats.last_invocation_ms = int(time.time() * 1000)
         started = time.perf_counter()
         try:
-            result = self.handler(value, self.context) if self.takes_context else self.handler(value)
+            result = (
+                self.handler(value, self.context) if self.takes_context else self.handler(value)
+            )
         except KeyboardInterrupt:
             raise
         except BaseException as error:  # noqa: BLE001 - user code must never end the loop
@@ -149,7 +153,9 @@ class MessageLoop:
         if self.producers.dirty:
             return False
         done = self.window_done
-        return done + 1 >= WINDOW_MESSAGES or (done > 0 and time.monotonic() >= self.window_deadline)
+        return done + 1 >= WINDOW_MESSAGES or (
+            done > 0 and time.monotonic() >= self.window_deadline
+        )
 
     def send(self, result: Any, message: pulsar.Message, topic: str) -> None:
         """Send a result without a receipt; its input waits in the window."""
@@ -165,7 +171,9 @@ class MessageLoop:
         """Send the window's last result with a receipt that settles the whole window."""
         assert self.output is not None
         acks = [*self.window_acks, message] if self.ack_after_publish else []
-        receipt = WindowReceipt(self.consumer, acks, self.window_done + 1, self.stats, self.outstanding)
+        receipt = WindowReceipt(
+            self.consumer, acks, self.window_done + 1, self.stats, self.outstanding
+        )
         try:
             self.output.send(result, message, topic, receipt)
         except Exception as error:  # noqa: BLE001 - nothing was sent for this message

@@ -39,9 +39,9 @@ def sequence_id_of(message_id: pulsar.MessageId) -> int:
     ledger (23 bits) | entry (27 bits) | batch index + 1 (13 bits); a replay of the
     same input gets the same id, so a broker with deduplication drops it.
     """
-    ledger = max(message_id.ledger_id(), 0)
-    entry = max(message_id.entry_id(), 0)
-    batch = max(message_id.batch_index() + 1, 0)
+    ledger = max(int(message_id.ledger_id()), 0)
+    entry = max(int(message_id.entry_id()), 0)
+    batch = max(int(message_id.batch_index()) + 1, 0)
     return (ledger << 40) | (entry << 13) | (batch & 0x1FFF)
 
 
@@ -72,7 +72,7 @@ class Outstanding:
 class WindowReceipt:
     """The send callback that settles a whole window of inputs (runs on a client thread)."""
 
-    __slots__ = ("consumer", "acks", "done", "stats", "outstanding")
+    __slots__ = ("acks", "consumer", "done", "outstanding", "stats")
 
     def __init__(
         self,
@@ -95,12 +95,16 @@ class WindowReceipt:
             if result == pulsar.Result.Ok:
                 settle(self.consumer, self.acks, self.done, self.stats)
             else:
-                fail_window(self.consumer, self.acks, self.done, self.stats, PublishError(str(result)))
+                fail_window(
+                    self.consumer, self.acks, self.done, self.stats, PublishError(str(result))
+                )
         finally:
             self.outstanding.done()
 
 
-def settle(consumer: pulsar.Consumer, acks: list[pulsar.Message], done: int, stats: InstanceStats) -> None:
+def settle(
+    consumer: pulsar.Consumer, acks: list[pulsar.Message], done: int, stats: InstanceStats
+) -> None:
     """Acknowledge a confirmed window and count its messages as processed."""
     for message in acks:
         consumer.acknowledge(message)

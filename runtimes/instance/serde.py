@@ -7,6 +7,7 @@ bare ``IdentitySerDe``) or a user class from the function's package
 from __future__ import annotations
 
 import importlib
+import re
 from typing import Any, Protocol
 
 from pulsar.functions import serde as pulsar_serde
@@ -20,6 +21,33 @@ BUILTINS: dict[str, type[Any]] = {
     "IdentitySerDe": pulsar_serde.IdentitySerDe,
     "PickleSerDe": pulsar_serde.PickleSerDe,
 }
+
+
+NOT_NUMERIC = re.compile(r"[^\d\s+\-._eEjJ()iInNfFaAtTyY]")
+"""A character no int, float or complex literal can contain (Unicode digits included)."""
+
+
+class FastIdentitySerDe(pulsar_serde.IdentitySerDe):  # type: ignore[misc]
+    """Pulsar's IdentitySerDe, same results, without three failed conversions per text.
+
+    Pulsar decodes the bytes and tries int, float, complex, then str. Text with a
+    character no number can contain goes straight to str; anything else takes
+    Pulsar's path unchanged.
+    """
+
+    def deserialize(self, input_bytes: bytes) -> Any:
+        try:
+            text = input_bytes.decode("utf-8")
+        except Exception:  # noqa: BLE001 - Pulsar returns undecodable input unchanged
+            return input_bytes
+        if NOT_NUMERIC.search(text):
+            return text
+        for kind in (int, float, complex):
+            try:
+                return kind(text)
+            except Exception:  # noqa: BLE001, S110 - as Pulsar: try the next type
+                pass
+        return text
 
 
 class SerDe(Protocol):
@@ -45,8 +73,10 @@ def builtin_serde_class(name: str) -> type[Any] | None:
 def serde_class(name: str | None, code: LoadedFunction | None = None) -> type[Any]:
     """The serde class ``name`` refers to; PackageError (one sentence) if none."""
     if not name:
-        return pulsar_serde.IdentitySerDe
+        return FastIdentitySerDe
     builtin = builtin_serde_class(name)
+    if builtin is pulsar_serde.IdentitySerDe:
+        return FastIdentitySerDe
     if builtin is not None:
         return builtin
     module_name, _, attribute = name.rpartition(".")
@@ -67,7 +97,7 @@ def module_of(module_name: str, serde_name: str, code: LoadedFunction | None) ->
         )
     try:
         return importlib.import_module(module_name)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - user module import errors of any kind
         raise PackageError(
             f"serde class '{serde_name}' could not be imported: {type(error).__name__}: {error}"
         ) from None

@@ -23,8 +23,9 @@ class StateStore:
             current = self._values.get(key, 0)
             if not isinstance(current, int):
                 raise TypeError(f"state key '{key}' holds a value, not a counter")
-            self._values[key] = current + int(amount)
-            return self._values[key]
+            updated = current + int(amount)
+            self._values[key] = updated
+            return updated
 
     def get_counter(self, key: str) -> int:
         """The counter ``key``, 0 if it was never incremented."""

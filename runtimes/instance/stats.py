@@ -27,7 +27,7 @@ def describe(error: BaseException) -> str:
 class UserMetric:
     """One ``context.record_metric`` series, accumulated (count, sum, min, max)."""
 
-    __slots__ = ("count", "total", "low", "high")
+    __slots__ = ("count", "high", "low", "total")
 
     def __init__(self) -> None:
         self.count = 0

@@ -90,8 +90,19 @@ def launch(state_dir: Path, *extra: str) -> StandaloneWorker:
     log_path = state_dir / "worker.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [str(FNWORKER), "standalone", "--state-dir", str(state_dir), "--port", str(port), *extra],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO,
+            [
+                str(FNWORKER),
+                "standalone",
+                "--state-dir",
+                str(state_dir),
+                "--port",
+                str(port),
+                *extra,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=REPO,
         )
     return StandaloneWorker(process, f"http://127.0.0.1:{port}", state_dir, log_path)
 

@@ -28,7 +28,9 @@ def base(standalone_worker: Any) -> str:
 def client(standalone_worker: Any) -> Iterator[pulsar.Client]:
     quiet = logging.getLogger("e2e-pulsar")
     quiet.setLevel(logging.WARNING)
-    connection = pulsar.Client(standalone_worker.broker_url, operation_timeout_seconds=10, logger=quiet)
+    connection = pulsar.Client(
+        standalone_worker.broker_url, operation_timeout_seconds=10, logger=quiet
+    )
     yield connection
     connection.close()
 
@@ -60,11 +62,13 @@ class Pipe:
 
     def __init__(self, client: pulsar.Client, name: str, batching: bool = True) -> None:
         self.consumer = client.subscribe(
-            f"persistent://public/default/{name}-out", f"e2e-{name}",
+            f"persistent://public/default/{name}-out",
+            f"e2e-{name}",
             initial_position=pulsar.InitialPosition.Earliest,
         )
         self.producer = client.create_producer(
-            f"persistent://public/default/{name}-in", batching_enabled=batching,
+            f"persistent://public/default/{name}-in",
+            batching_enabled=batching,
             batching_max_publish_delay_ms=5,
         )
 
@@ -99,6 +103,7 @@ class Pipe:
 
     def probe(self, expect_suffix: str = "!") -> str:
         """Send probes until one comes back; returns the first answer."""
+
         def answered() -> str | None:
             self.send(["probe"])
             got = self.receive(1, timeout_s=2)

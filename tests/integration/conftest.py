@@ -107,7 +107,9 @@ def produce(
         producer.close()
 
 
-def subscribe(client: pulsar.Client, topic: str, subscription: str = "test-reader") -> pulsar.Consumer:
+def subscribe(
+    client: pulsar.Client, topic: str, subscription: str = "test-reader"
+) -> pulsar.Consumer:
     """A Shared consumer reading ``topic`` from its beginning."""
     return client.subscribe(
         topic,

@@ -49,8 +49,11 @@ def test_exclamation_example_processes_1000_messages(
     unique_name: str,
 ) -> None:
     spec = make_spec(
-        unique_name, EXCLAMATION, class_name=EXCLAMATION_CLASS,
-        inputs=[f"{unique_name}-in"], output=f"{unique_name}-out",
+        unique_name,
+        EXCLAMATION,
+        class_name=EXCLAMATION_CLASS,
+        inputs=[f"{unique_name}-in"],
+        output=f"{unique_name}-out",
     )
     reader = subscribe(pulsar_client, f"{unique_name}-out")
     portal.call(runtime.start, spec)
@@ -83,18 +86,27 @@ def test_context_features(
 ) -> None:
     side = f"{unique_name}-side"
     spec = make_spec(
-        unique_name, FUNCTIONS / "context_function.py",
+        unique_name,
+        FUNCTIONS / "context_function.py",
         class_name="context_function.ContextFunction",
-        inputs=[f"{unique_name}-in"], output=f"{unique_name}-out",
+        inputs=[f"{unique_name}-in"],
+        output=f"{unique_name}-out",
         user_config={"suffix": "!!", "side-topic": side},
         secrets={"token": "s3cret"},
     )
-    reader, side_reader = subscribe(pulsar_client, f"{unique_name}-out"), subscribe(pulsar_client, side)
+    reader, side_reader = (
+        subscribe(pulsar_client, f"{unique_name}-out"),
+        subscribe(pulsar_client, side),
+    )
     caplog.set_level(logging.INFO, logger="fnworker.function")
     portal.call(runtime.start, spec)
 
     ids = produce(
-        pulsar_client, f"{unique_name}-in", [b"a", b"bb", b"ccc"], key="k1", properties={"color": "red"}
+        pulsar_client,
+        f"{unique_name}-in",
+        [b"a", b"bb", b"ccc"],
+        key="k1",
+        properties={"color": "red"},
     )
     results = receive(reader, 3)
 
@@ -125,10 +137,14 @@ def test_environment_secrets_provider(
 ) -> None:
     monkeypatch.setenv("token", "from-environment")
     spec = make_spec(
-        unique_name, FUNCTIONS / "context_function.py",
-        class_name="context_function.ContextFunction", secrets_provider="environment",
-        inputs=[f"{unique_name}-in"], output=f"{unique_name}-out",
-        user_config={"suffix": "", "side-topic": f"{unique_name}-side"}, secrets={"token": "ignored"},
+        unique_name,
+        FUNCTIONS / "context_function.py",
+        class_name="context_function.ContextFunction",
+        secrets_provider="environment",
+        inputs=[f"{unique_name}-in"],
+        output=f"{unique_name}-out",
+        user_config={"suffix": "", "side-topic": f"{unique_name}-side"},
+        secrets={"token": "ignored"},
     )
     reader = subscribe(pulsar_client, f"{unique_name}-out")
     portal.call(runtime.start, spec)
@@ -145,12 +161,18 @@ def test_plain_function_and_zip_package(
     tmp_path: Path,
 ) -> None:
     plain = make_spec(
-        f"{unique_name}-plain", FUNCTIONS / "plain_functions.py", class_name="plain_functions.shout",
-        inputs=[f"{unique_name}-in"], output=f"{unique_name}-plain-out",
+        f"{unique_name}-plain",
+        FUNCTIONS / "plain_functions.py",
+        class_name="plain_functions.shout",
+        inputs=[f"{unique_name}-in"],
+        output=f"{unique_name}-plain-out",
     )
     zipped = make_spec(
-        f"{unique_name}-zip", zip_package(FUNCTIONS / "zipped", tmp_path / "zipped.zip"),
-        class_name="zipped_function", inputs=[f"{unique_name}-in"], output=f"{unique_name}-zip-out",
+        f"{unique_name}-zip",
+        zip_package(FUNCTIONS / "zipped", tmp_path / "zipped.zip"),
+        class_name="zipped_function",
+        inputs=[f"{unique_name}-in"],
+        output=f"{unique_name}-zip-out",
     )
     plain_reader = subscribe(pulsar_client, f"{unique_name}-plain-out")
     zip_reader = subscribe(pulsar_client, f"{unique_name}-zip-out")
@@ -170,14 +192,22 @@ def test_pickle_and_user_serdes(
 ) -> None:
     package = FUNCTIONS / "serde_functions.py"
     pickled = make_spec(
-        f"{unique_name}-pickle", package, class_name="serde_functions.DoubleFunction",
+        f"{unique_name}-pickle",
+        package,
+        class_name="serde_functions.DoubleFunction",
         custom_serde_inputs={f"{unique_name}-pin": "serde.PickleSerDe"},
-        output=f"{unique_name}-pout", output_serde_class_name="PickleSerDe",
+        output=f"{unique_name}-pout",
+        output_serde_class_name="PickleSerDe",
     )
     json_spec = make_spec(
-        f"{unique_name}-json", package, class_name="serde_functions.SumFunction",
-        input_specs={f"{unique_name}-jin": ConsumerConfig(serde_class_name="serde_functions.JsonSerDe")},
-        output=f"{unique_name}-jout", output_serde_class_name="serde_functions.JsonSerDe",
+        f"{unique_name}-json",
+        package,
+        class_name="serde_functions.SumFunction",
+        input_specs={
+            f"{unique_name}-jin": ConsumerConfig(serde_class_name="serde_functions.JsonSerDe")
+        },
+        output=f"{unique_name}-jout",
+        output_serde_class_name="serde_functions.JsonSerDe",
     )
     pickle_reader = subscribe(pulsar_client, f"{unique_name}-pout")
     json_reader = subscribe(pulsar_client, f"{unique_name}-jout")
@@ -198,8 +228,12 @@ def test_several_input_topics(
 ) -> None:
     topics = [f"{unique_name}-a", f"{unique_name}-b", f"{unique_name}-c"]
     spec = make_spec(
-        unique_name, EXCLAMATION, class_name=EXCLAMATION_CLASS, inputs=topics[:2],
-        custom_serde_inputs={topics[2]: "serde.IdentitySerDe"}, output=f"{unique_name}-out",
+        unique_name,
+        EXCLAMATION,
+        class_name=EXCLAMATION_CLASS,
+        inputs=topics[:2],
+        custom_serde_inputs={topics[2]: "serde.IdentitySerDe"},
+        output=f"{unique_name}-out",
     )
     reader = subscribe(pulsar_client, f"{unique_name}-out")
     portal.call(runtime.start, spec)
@@ -219,12 +253,16 @@ def test_no_output_topic_still_processes_and_acknowledges(
     pulsar_client: pulsar.Client,
     unique_name: str,
 ) -> None:
-    spec = make_spec(unique_name, EXCLAMATION, class_name=EXCLAMATION_CLASS, inputs=[f"{unique_name}-in"])
+    spec = make_spec(
+        unique_name, EXCLAMATION, class_name=EXCLAMATION_CLASS, inputs=[f"{unique_name}-in"]
+    )
     portal.call(runtime.start, spec)
     produce(pulsar_client, f"{unique_name}-in", [f"m{i}".encode() for i in range(50)])
     assert wait_until(lambda: runtime.status(spec.instance).num_successfully_processed == 50)
     portal.call(runtime.stop, spec.instance)
-    leftover = subscribe(pulsar_client, f"{unique_name}-in", subscription=f"public/default/{unique_name}")
+    leftover = subscribe(
+        pulsar_client, f"{unique_name}-in", subscription=f"public/default/{unique_name}"
+    )
     assert receive(leftover, 1, timeout=1.0) == []
 
 
@@ -236,12 +274,17 @@ def test_user_exceptions_are_counted_and_redelivered_without_harm(
     unique_name: str,
 ) -> None:
     spec = make_spec(
-        unique_name, FUNCTIONS / "raising_function.py", class_name="raising_function.RaisingFunction",
-        inputs=[f"{unique_name}-in"], output=f"{unique_name}-out",
+        unique_name,
+        FUNCTIONS / "raising_function.py",
+        class_name="raising_function.RaisingFunction",
+        inputs=[f"{unique_name}-in"],
+        output=f"{unique_name}-out",
     )
     reader = subscribe(pulsar_client, f"{unique_name}-out")
     portal.call(runtime.start, spec)
-    produce(pulsar_client, f"{unique_name}-in", [b"good-1", b"bad-1", b"good-2", b"exit-1", b"good-3"])
+    produce(
+        pulsar_client, f"{unique_name}-in", [b"good-1", b"bad-1", b"good-2", b"exit-1", b"good-3"]
+    )
 
     assert sorted(texts(receive(reader, 3))) == ["ok:good-1", "ok:good-2", "ok:good-3"]
     assert wait_until(lambda: runtime.status(spec.instance).num_user_exceptions >= 4)
@@ -262,17 +305,26 @@ def test_poison_message_goes_to_the_dead_letter_topic(
     unique_name: str,
 ) -> None:
     named = make_spec(
-        unique_name, FUNCTIONS / "raising_function.py", class_name="raising_function.RaisingFunction",
-        inputs=[f"{unique_name}-in"], output=f"{unique_name}-out",
-        max_message_retries=2, dead_letter_topic=f"{unique_name}-dlq",
+        unique_name,
+        FUNCTIONS / "raising_function.py",
+        class_name="raising_function.RaisingFunction",
+        inputs=[f"{unique_name}-in"],
+        output=f"{unique_name}-out",
+        max_message_retries=2,
+        dead_letter_topic=f"{unique_name}-dlq",
     )
     default = make_spec(
-        f"{unique_name}-d", FUNCTIONS / "raising_function.py",
-        class_name="raising_function.RaisingFunction", inputs=[f"{unique_name}-in2"],
-        sub_name="dsub", max_message_retries=1,
+        f"{unique_name}-d",
+        FUNCTIONS / "raising_function.py",
+        class_name="raising_function.RaisingFunction",
+        inputs=[f"{unique_name}-in2"],
+        sub_name="dsub",
+        max_message_retries=1,
     )
     dead = subscribe(pulsar_client, f"{unique_name}-dlq")
-    default_dead = subscribe(pulsar_client, f"persistent://public/default/{unique_name}-in2-dsub-DLQ")
+    default_dead = subscribe(
+        pulsar_client, f"persistent://public/default/{unique_name}-in2-dsub-DLQ"
+    )
     portal.call(runtime.start, named)
     portal.call(runtime.start, default)
     produce(pulsar_client, f"{unique_name}-in", [b"bad-poison"])
@@ -292,8 +344,12 @@ def test_at_most_once_acknowledges_before_processing(
     unique_name: str,
 ) -> None:
     spec = make_spec(
-        unique_name, FUNCTIONS / "raising_function.py", class_name="raising_function.RaisingFunction",
-        inputs=[f"{unique_name}-in"], output=f"{unique_name}-out", processing_guarantees="ATMOST_ONCE",
+        unique_name,
+        FUNCTIONS / "raising_function.py",
+        class_name="raising_function.RaisingFunction",
+        inputs=[f"{unique_name}-in"],
+        output=f"{unique_name}-out",
+        processing_guarantees="ATMOST_ONCE",
     )
     reader = subscribe(pulsar_client, f"{unique_name}-out")
     portal.call(runtime.start, spec)
@@ -303,7 +359,9 @@ def test_at_most_once_acknowledges_before_processing(
     status = runtime.status(spec.instance)
     assert (status.num_received, status.num_user_exceptions) == (2, 1)
     portal.call(runtime.stop, spec.instance)
-    leftover = subscribe(pulsar_client, f"{unique_name}-in", subscription=f"public/default/{unique_name}")
+    leftover = subscribe(
+        pulsar_client, f"{unique_name}-in", subscription=f"public/default/{unique_name}"
+    )
     assert receive(leftover, 1, timeout=1.0) == []
 
 
@@ -315,8 +373,11 @@ def test_a_result_that_cannot_be_serialized_is_a_system_exception(
     unique_name: str,
 ) -> None:
     spec = make_spec(
-        unique_name, FUNCTIONS / "serde_functions.py", class_name="serde_functions.DoubleFunction",
-        custom_serde_inputs={f"{unique_name}-in": "PickleSerDe"}, output=f"{unique_name}-out",
+        unique_name,
+        FUNCTIONS / "serde_functions.py",
+        class_name="serde_functions.DoubleFunction",
+        custom_serde_inputs={f"{unique_name}-in": "PickleSerDe"},
+        output=f"{unique_name}-out",
     )
     portal.call(runtime.start, spec)
     produce(pulsar_client, f"{unique_name}-in", [pickle.dumps({"n": 1})])
@@ -324,7 +385,9 @@ def test_a_result_that_cannot_be_serialized_is_a_system_exception(
     status = runtime.status(spec.instance)
     assert status.running and status.num_user_exceptions == 0
     assert status.num_successfully_processed == 0 and status.num_received >= 2
-    assert status.latest_system_exceptions[0].exception_string.startswith("TypeError: IdentitySerde")
+    assert status.latest_system_exceptions[0].exception_string.startswith(
+        "TypeError: IdentitySerde"
+    )
 
 
 def test_manual_acknowledgement_through_the_context(
@@ -335,16 +398,24 @@ def test_manual_acknowledgement_through_the_context(
     unique_name: str,
 ) -> None:
     spec = make_spec(
-        unique_name, FUNCTIONS / "manual_ack_function.py",
+        unique_name,
+        FUNCTIONS / "manual_ack_function.py",
         class_name="manual_ack_function.ManualAckFunction",
-        inputs=[f"{unique_name}-in"], output=f"{unique_name}-out", auto_ack=False,
+        inputs=[f"{unique_name}-in"],
+        output=f"{unique_name}-out",
+        auto_ack=False,
     )
     reader = subscribe(pulsar_client, f"{unique_name}-out")
     portal.call(runtime.start, spec)
     produce(pulsar_client, f"{unique_name}-in", [b"one", b"keep-1"])
-    assert sorted(texts(receive(reader, 2))) == [f"keep-1@{unique_name}-in", f"one@{unique_name}-in"]
+    assert sorted(texts(receive(reader, 2))) == [
+        f"keep-1@{unique_name}-in",
+        f"one@{unique_name}-in",
+    ]
     portal.call(runtime.stop, spec.instance)
-    leftover = subscribe(pulsar_client, f"{unique_name}-in", subscription=f"public/default/{unique_name}")
+    leftover = subscribe(
+        pulsar_client, f"{unique_name}-in", subscription=f"public/default/{unique_name}"
+    )
     assert texts(receive(leftover, 2, timeout=1.5)) == ["keep-1"]
 
 
@@ -356,8 +427,12 @@ def test_effectively_once_runs_on_a_failover_subscription(
     unique_name: str,
 ) -> None:
     spec = make_spec(
-        unique_name, EXCLAMATION, class_name=EXCLAMATION_CLASS, inputs=[f"{unique_name}-in"],
-        output=f"{unique_name}-out", processing_guarantees="EFFECTIVELY_ONCE",
+        unique_name,
+        EXCLAMATION,
+        class_name=EXCLAMATION_CLASS,
+        inputs=[f"{unique_name}-in"],
+        output=f"{unique_name}-out",
+        processing_guarantees="EFFECTIVELY_ONCE",
     )
     reader = subscribe(pulsar_client, f"{unique_name}-out")
     portal.call(runtime.start, spec)
@@ -376,15 +451,23 @@ def test_update_with_new_code_takes_effect_in_the_same_process(
 ) -> None:
     common = {"inputs": [f"{unique_name}-in"], "output": f"{unique_name}-out"}
     reader = subscribe(pulsar_client, f"{unique_name}-out")
-    v1 = make_spec(unique_name, FUNCTIONS / "update_v1" / "updatable.py", class_name="updatable.Updatable", **common)
+    v1 = make_spec(
+        unique_name,
+        FUNCTIONS / "update_v1" / "updatable.py",
+        class_name="updatable.Updatable",
+        **common,
+    )
     portal.call(runtime.start, v1)
     produce(pulsar_client, f"{unique_name}-in", [b"a"])
     assert texts(receive(reader, 1)) == ["v1:a"]
 
     portal.call(runtime.stop, v1.instance)
     v2 = make_spec(
-        unique_name, FUNCTIONS / "update_v2" / "updatable.py", class_name="updatable.Updatable",
-        version=2, **common,
+        unique_name,
+        FUNCTIONS / "update_v2" / "updatable.py",
+        class_name="updatable.Updatable",
+        version=2,
+        **common,
     )
     portal.call(runtime.start, v2)
     produce(pulsar_client, f"{unique_name}-in", [b"b"])
@@ -392,10 +475,16 @@ def test_update_with_new_code_takes_effect_in_the_same_process(
 
     zip_v1 = zip_package(FUNCTIONS / "zipped", tmp_path / "one" / "zipped.zip")
     zip_v2 = zip_package(FUNCTIONS / "zipped_v2", tmp_path / "two" / "zipped.zip")
-    portal.call(runtime.start, make_spec(unique_name, zip_v1, class_name="zipped_function", version=3, **common))
+    portal.call(
+        runtime.start,
+        make_spec(unique_name, zip_v1, class_name="zipped_function", version=3, **common),
+    )
     produce(pulsar_client, f"{unique_name}-in", [b"c"])
     assert texts(receive(reader, 1)) == ["[one] c"]
-    portal.call(runtime.start, make_spec(unique_name, zip_v2, class_name="zipped_function", version=4, **common))
+    portal.call(
+        runtime.start,
+        make_spec(unique_name, zip_v2, class_name="zipped_function", version=4, **common),
+    )
     produce(pulsar_client, f"{unique_name}-in", [b"d"])
     assert texts(receive(reader, 1)) == ["[two] d"]
 
@@ -408,8 +497,11 @@ def test_stop_stops_consumption_and_the_thread(
     unique_name: str,
 ) -> None:
     spec = make_spec(
-        unique_name, EXCLAMATION, class_name=EXCLAMATION_CLASS,
-        inputs=[f"{unique_name}-in"], output=f"{unique_name}-out",
+        unique_name,
+        EXCLAMATION,
+        class_name=EXCLAMATION_CLASS,
+        inputs=[f"{unique_name}-in"],
+        output=f"{unique_name}-out",
     )
     reader = subscribe(pulsar_client, f"{unique_name}-out")
     portal.call(runtime.start, spec)
@@ -433,7 +525,10 @@ def test_bad_package_shows_in_status_and_is_not_retried(
     unique_name: str,
 ) -> None:
     spec = make_spec(
-        unique_name, EXCLAMATION, class_name="exclamation_function.Nope", inputs=[f"{unique_name}-in"],
+        unique_name,
+        EXCLAMATION,
+        class_name="exclamation_function.Nope",
+        inputs=[f"{unique_name}-in"],
     )
     portal.call(runtime.start, spec)
     status = runtime.status(spec.instance)
@@ -457,8 +552,11 @@ def test_restart_keeps_counting_and_resumes(
     unique_name: str,
 ) -> None:
     spec = make_spec(
-        unique_name, EXCLAMATION, class_name=EXCLAMATION_CLASS,
-        inputs=[f"{unique_name}-in"], output=f"{unique_name}-out",
+        unique_name,
+        EXCLAMATION,
+        class_name=EXCLAMATION_CLASS,
+        inputs=[f"{unique_name}-in"],
+        output=f"{unique_name}-out",
     )
     reader = subscribe(pulsar_client, f"{unique_name}-out")
     portal.call(runtime.start, spec)

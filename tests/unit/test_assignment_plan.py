@@ -19,7 +19,9 @@ WORKERS = [WorkerId("w1"), WorkerId("w2")]
 
 def function(name: str, parallelism: int, version: int = 1) -> FunctionRecord:
     fqfn = Fqfn(f"public/default/{name}")
-    return FunctionRecord(fqfn=fqfn, version=version, config=FunctionConfig(parallelism=parallelism))
+    return FunctionRecord(
+        fqfn=fqfn, version=version, config=FunctionConfig(parallelism=parallelism)
+    )
 
 
 def apply(current: dict[InstanceId, Assignment], plan) -> dict[InstanceId, Assignment]:  # type: ignore[no-untyped-def]
@@ -46,7 +48,9 @@ def test_update_rewrites_each_instance_on_its_worker_with_the_new_version() -> N
     table = apply({}, plan_assignments({v1.fqfn: v1}, WORKERS, {}, 1, "roundrobin"))
     v2 = msgspec.structs.replace(v1, version=2)
     plan = plan_assignments({v2.fqfn: v2}, WORKERS, table, 1, "roundrobin")
-    assert {(a.instance, a.worker) for a in plan.assigned} == {(a.instance, a.worker) for a in table.values()}
+    assert {(a.instance, a.worker) for a in plan.assigned} == {
+        (a.instance, a.worker) for a in table.values()
+    }
     assert {a.version for a in plan.assigned} == {2}
 
 

@@ -113,7 +113,9 @@ def test_check_counts_conditional_and_imported_definitions(tmp_path: Path) -> No
 
 
 def test_load_runs_the_example_class_with_a_context(tmp_path: Path) -> None:
-    loaded = load_function(copy_to(EXAMPLE, tmp_path), "exclamation_function.ExclamationFunction", "t1")
+    loaded = load_function(
+        copy_to(EXAMPLE, tmp_path), "exclamation_function.ExclamationFunction", "t1"
+    )
     try:
         assert loaded.takes_context
         assert loaded.handler("hello", None) == "hello!"
@@ -193,4 +195,6 @@ def test_load_errors_are_one_sentence(tmp_path: Path) -> None:
     needs_args = write(tmp_path / "b" / "needs_args.py", ctor)
     with pytest.raises(PackageError, match=r"creating needs_args.Fn\(\) raised TypeError"):
         load_function(needs_args, "needs_args.Fn", "t7")
-    assert not [name for name in sys.modules if name.startswith(("failing__fnw", "needs_args__fnw"))]
+    assert not [
+        name for name in sys.modules if name.startswith(("failing__fnw", "needs_args__fnw"))
+    ]

@@ -10,7 +10,7 @@ from fnworker.runtimes.instance.instance_plan import (
     full_topic_name,
     plan_instance,
 )
-from fnworker.scheduler.records import ConsumerConfig, FunctionConfig, FunctionRecord, Fqfn
+from fnworker.scheduler.records import ConsumerConfig, Fqfn, FunctionConfig, FunctionRecord
 
 
 def record(**config: object) -> FunctionRecord:
@@ -77,9 +77,7 @@ def test_what_the_thread_runtime_cannot_run_is_a_plan_error() -> None:
 
 
 def test_output_options() -> None:
-    plan = plan_instance(
-        record(forward_source_message_property=False, batch_builder="KEY_BASED")
-    )
+    plan = plan_instance(record(forward_source_message_property=False, batch_builder="KEY_BASED"))
     assert plan.output.topic is None
     assert not plan.output.forward_properties
     assert plan.output.key_based_batching

@@ -6,6 +6,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pulsar.functions.serde import IdentitySerDe, PickleSerDe
 
 from fnworker.runtimes.instance.loader import PackageError, load_function
@@ -28,7 +30,42 @@ FUNCTIONS = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "functi
     ],
 )
 def test_builtin_names(name: str | None, expected: type) -> None:
-    assert serde_class(name) is expected
+    assert issubclass(serde_class(name), expected)
+
+
+def same_value(left: object, right: object) -> bool:
+    """Equal values of the same type (nan compared by its text)."""
+    return type(left) is type(right) and repr(left) == repr(right)
+
+
+NUMBER_LIKE = st.text(alphabet="0123456789+-._eEjJ() \tinfatyINFATY\u0661\u06f5", max_size=12)
+NUMBERS = st.one_of(
+    st.integers().map(str),
+    st.floats().map(str),
+    st.complex_numbers().map(str),
+    st.sampled_from(
+        [
+            "inf",
+            "-Infinity",
+            "INFINITY",
+            "nan",
+            "NaN",
+            "1_000",
+            "\u0661\u0662",
+            "(1+2j)",
+            ".5e3",
+            "J",
+            "1j",
+        ]
+    ),
+)
+PADDED_NUMBERS = st.tuples(st.sampled_from(["", " ", "\t", "\n "]), NUMBERS).map("".join)
+
+
+@given(st.one_of(st.text(), st.binary(), NUMBER_LIKE, NUMBERS, PADDED_NUMBERS))
+def test_fast_identity_deserializes_exactly_like_pulsar(text: str | bytes) -> None:
+    data = text if isinstance(text, bytes) else text.encode("utf-8")
+    assert same_value(make_serde(None).deserialize(data), IdentitySerDe().deserialize(data))
 
 
 def test_user_serde_from_the_package(tmp_path: Path) -> None:
@@ -45,7 +82,9 @@ def test_user_serde_from_the_package(tmp_path: Path) -> None:
 
 
 def test_unknown_serdes_fail_with_one_sentence() -> None:
-    with pytest.raises(PackageError, match="serde class 'no_such_module.Thing' could not be imported"):
+    with pytest.raises(
+        PackageError, match="serde class 'no_such_module.Thing' could not be imported"
+    ):
         serde_class("no_such_module.Thing")
     with pytest.raises(PackageError, match="is not a Pulsar serde"):
         serde_class("MadeUpSerDe")

@@ -82,10 +82,20 @@ async def test_moving_an_instance_tells_both_workers() -> None:
     a, b = MemoryCoordination(cluster), MemoryCoordination(cluster)
     stream_a, stream_b = await a.join(info("a")), await b.join(info("b"))
     instance = InstanceId("public/default/f:0")
-    await a.publish_assignments(cluster.term, [Assignment(instance=instance, worker=WorkerId("a"), version=1, term=cluster.term)], [])
+    await a.publish_assignments(
+        cluster.term,
+        [Assignment(instance=instance, worker=WorkerId("a"), version=1, term=cluster.term)],
+        [],
+    )
     drain(stream_a), drain(stream_b)
-    await a.publish_assignments(cluster.term, [Assignment(instance=instance, worker=WorkerId("b"), version=1, term=cluster.term)], [])
-    assert [e.unassigned for e in drain(stream_a) if isinstance(e, AssignmentsChanged)] == [(instance,)]
+    await a.publish_assignments(
+        cluster.term,
+        [Assignment(instance=instance, worker=WorkerId("b"), version=1, term=cluster.term)],
+        [],
+    )
+    assert [e.unassigned for e in drain(stream_a) if isinstance(e, AssignmentsChanged)] == [
+        (instance,)
+    ]
     assert [len(e.assigned) for e in drain(stream_b) if isinstance(e, AssignmentsChanged)] == [1]
 
 

@@ -20,7 +20,9 @@ from fnworker.scheduler.records import (
 FQFN = Fqfn("public/default/f")
 
 
-def record(version: int, parallelism: int = 2, stopped: dict[int, str] | None = None) -> FunctionRecord:
+def record(
+    version: int, parallelism: int = 2, stopped: dict[int, str] | None = None
+) -> FunctionRecord:
     return FunctionRecord(
         fqfn=FQFN,
         version=version,
