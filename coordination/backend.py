@@ -11,12 +11,20 @@ stream per worker; the worker never polls it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Protocol
 
 import msgspec
-from anyio.abc import ObjectReceiveStream
+from anyio.abc import ObjectReceiveStream, TaskStatus
 
-from fnworker.scheduler.records import Assignment, Fqfn, FunctionRecord, InstanceId, WorkerInfo
+from fnworker.scheduler.records import (
+    Assignment,
+    Fqfn,
+    FunctionRecord,
+    InstanceId,
+    PackageRef,
+    WorkerInfo,
+)
 
 
 class VersionConflict(Exception):
@@ -67,16 +75,15 @@ CoordinationEvent = FunctionsChanged | MembershipChanged | AssignmentsChanged
 class CoordinationBackend(Protocol):
     """One worker's handle on the cluster's coordination state."""
 
-    async def join(self, me: WorkerInfo) -> ObjectReceiveStream[CoordinationEvent]:
-        """Become a member; returns the stream of events for this worker.
+    async def run(
+        self, me: WorkerInfo, *, task_status: TaskStatus[ObjectReceiveStream[CoordinationEvent]]
+    ) -> None:
+        """Join the fleet as ``me``, hand over the event stream, and stay until cancelled.
 
         The first events describe the current state: every function, the
-        membership, and this worker's assignments.
+        membership, and this worker's assignments. Cancelling leaves the fleet
+        cleanly so the leader can move this worker's instances at once.
         """
-        ...
-
-    async def leave(self) -> None:
-        """Leave the fleet cleanly so the leader can move this worker's work at once."""
         ...
 
     async def write_function(self, record: FunctionRecord, expected_version: int) -> None:
@@ -103,4 +110,12 @@ class CoordinationBackend(Protocol):
         self, term: int, assigned: Sequence[Assignment], unassigned: Sequence[InstanceId]
     ) -> None:
         """Leader only: write what changed; ignored everywhere if ``term`` is stale."""
+        ...
+
+    async def store_package(self, ref: PackageRef, path: Path) -> PackageRef:
+        """Make a locally stored package reachable by every worker; the ref to record."""
+        ...
+
+    async def fetch_package(self, ref: PackageRef, target: Path) -> None:
+        """Copy a package stored by another worker to ``target`` on this one."""
         ...

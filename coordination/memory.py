@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import anyio
-from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from anyio.abc import ObjectReceiveStream, ObjectSendStream, TaskStatus
 
 from fnworker.coordination.backend import (
     AssignmentsChanged,
@@ -28,6 +29,7 @@ from fnworker.scheduler.records import (
     Fqfn,
     FunctionRecord,
     InstanceId,
+    PackageRef,
     WorkerId,
     WorkerInfo,
 )
@@ -118,6 +120,25 @@ class MemoryCoordination:
     def __init__(self, cluster: MemoryCluster) -> None:
         self.cluster = cluster
         self.me: WorkerInfo | None = None
+
+    async def run(
+        self, me: WorkerInfo, *, task_status: TaskStatus[ObjectReceiveStream[CoordinationEvent]]
+    ) -> None:
+        """Join, hand over the event stream, and leave when cancelled."""
+        stream = await self.join(me)
+        try:
+            task_status.started(stream)
+            await anyio.sleep_forever()
+        finally:
+            await self.leave()
+
+    async def store_package(self, ref: PackageRef, path: Path) -> PackageRef:
+        """Every member shares this process's disk: nothing to do."""
+        return ref
+
+    async def fetch_package(self, ref: PackageRef, target: Path) -> None:
+        """Never needed in one process: the package is already on this disk."""
+        raise FileNotFoundError(f"package {ref.path} is not in the local store")
 
     async def join(self, me: WorkerInfo) -> ObjectReceiveStream[CoordinationEvent]:
         """Become a member and receive the current state as the first events."""

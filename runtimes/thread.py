@@ -13,15 +13,15 @@ after ``threadGroupName``.
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
-from typing import TypeAlias
 
 import anyio
 import msgspec
 import pulsar
 import structlog
 
+from fnworker.runtimes.instance.consumer_ids import ConsumerIdSpreader
+from fnworker.runtimes.broker_client import ClientLogger, make_client  # make_client: re-exported
 from fnworker.runtimes.driver import ClientSettings, InstanceMetrics, InstanceSpec
 from fnworker.runtimes.instance.host import InstanceHost, InstanceStartError
 from fnworker.runtimes.instance.state_store import StateStores
@@ -30,35 +30,6 @@ from fnworker.scheduler.records import InstanceId, InstanceStatusData
 
 DEFAULT_THREAD_GROUP = "Thread Function Container Group"
 log = structlog.get_logger("fnworker.runtime.thread")
-
-
-def client_logger() -> logging.Logger:
-    """A stdlib logger at WARNING for the C++ client, so it does not flood the output."""
-    logger = logging.getLogger("fnworker.pulsar-client")
-    logger.setLevel(logging.WARNING)
-    return logger
-
-
-ClientLogger: TypeAlias = "logging.Logger | pulsar.FileLogger | pulsar.ConsoleLogger"
-
-
-def make_client(settings: ClientSettings, logger: ClientLogger | None = None) -> pulsar.Client:
-    """The worker's shared sync client (construction is lazy and does not connect)."""
-    authentication = (
-        pulsar.Authentication(settings.auth_plugin, settings.auth_params or "")
-        if settings.auth_plugin
-        else None
-    )
-    return pulsar.Client(
-        settings.service_url,
-        authentication=authentication,
-        operation_timeout_seconds=settings.operation_timeout_seconds,
-        use_tls=settings.service_url.startswith("pulsar+ssl://"),
-        tls_trust_certs_file_path=settings.tls_trust_certs_file_path,
-        tls_allow_insecure_connection=settings.tls_allow_insecure_connection,
-        tls_validate_hostname=settings.tls_hostname_verification,
-        logger=logger or client_logger(),
-    )
 
 
 class InstanceSlot(msgspec.Struct, kw_only=True):
@@ -90,7 +61,9 @@ class ThreadRuntime:
         nack_redelivery_delay_ms: int = 1000,
         stop_timeout_seconds: float = 10.0,
         client_logger: ClientLogger | None = None,
+        consumer_ids: ConsumerIdSpreader | None = None,
     ) -> None:
+        self.consumer_ids = consumer_ids
         self.thread_group_name = thread_group_name
         self.client_logger = client_logger
         self.client_settings = client_settings
@@ -190,6 +163,7 @@ class ThreadRuntime:
             self._states.for_function(spec.function.fqfn),
             thread_name=self.thread_name(spec.instance),
             nack_redelivery_delay_ms=self.nack_redelivery_delay_ms,
+            consumer_ids=self.consumer_ids,
         )
         try:
             await anyio.to_thread.run_sync(host.open)

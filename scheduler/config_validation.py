@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 import msgspec.inspect as mi
 
+from fnworker.scheduler.auth.config_checks import security_problems
 from fnworker.scheduler.worker_config import WorkerConfig, web_tls_enabled
 
 _ERROR_PATH = re.compile(r" - at `\$((?:\.[^.\[`]+|\[[^\]]*\])*)`$")
@@ -227,6 +228,8 @@ def inconsistencies(config: WorkerConfig) -> Iterator[Violation]:
             expected="the path of a private key file when tlsEnabled is true",
         )
     yield from _timing_inconsistencies(config)
+    for key, value, expected in security_problems(config):
+        yield Violation(key=key, value=value, expected=expected)
 
 
 def _timing_inconsistencies(config: WorkerConfig) -> Iterator[Violation]:

@@ -11,14 +11,17 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
+import msgspec
 import pulsar
 
+from fnworker.runtimes.broker_client import make_client
+from fnworker.runtimes.driver import ClientSettings
 from fnworker.scheduler.admin import PackageSource, UploadedPackage
 from fnworker.scheduler.errors import ApiError
 from fnworker.scheduler.logging_setup import quiet_client_logger
 from fnworker.scheduler.records import FunctionConfig
 from fnworker.scheduler.worker_config import WorkerConfig
-from fnworker.scheduler.worker_service import RunningWorker
+from fnworker.scheduler.worker_service import RunningWorker, client_settings_of
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "exclamation_function.py"
 EXAMPLE_SOURCE = (
@@ -63,9 +66,10 @@ async def deploy_example(worker: RunningWorker) -> None:
     say(f"deployed public/default/exclamation on {worker.admin_url}: {INPUT} -> {OUTPUT}")
 
 
-def send_and_print(service_url: str, count: int) -> None:
+def send_and_print(settings: ClientSettings, count: int) -> None:
     """Send ``count`` messages a second apart and print each result (blocking)."""
-    client = pulsar.Client(service_url, operation_timeout_seconds=10, logger=quiet_client_logger())
+    settings = msgspec.structs.replace(settings, operation_timeout_seconds=10)
+    client = make_client(settings, quiet_client_logger())
     try:
         consumer = client.subscribe(
             OUTPUT,
@@ -96,6 +100,6 @@ def demo_task(count: int) -> Callable[[RunningWorker, WorkerConfig], Awaitable[N
     async def run(worker: RunningWorker, config: WorkerConfig) -> None:
         await deploy_example(worker)
         say(f"try it yourself: fnworker functions list --admin-url {worker.admin_url}")
-        await anyio.to_thread.run_sync(send_and_print, config.pulsar_service_url, count)
+        await anyio.to_thread.run_sync(send_and_print, client_settings_of(config), count)
 
     return run

@@ -65,7 +65,7 @@ def decode_function_config(raw: bytes | str, source: str = "functionConfig") -> 
     """Decode a JSON FunctionConfig; unknown fields and wrong types are 400s."""
     try:
         document = msgspec.json.decode(raw)
-    except msgspec.DecodeError as error:
+    except (msgspec.DecodeError, RecursionError) as error:  # too deep a nesting: RecursionError
         raise bad_request(f"{source} is not valid JSON ({error}); expected a JSON object") from None
     return function_config_from_mapping(document, source)
 
@@ -311,7 +311,7 @@ def _check_custom_runtime_options(config: FunctionConfig) -> None:
         return
     try:
         parsed = json.loads(options)
-    except ValueError:
+    except (ValueError, RecursionError):
         parsed = None
     if not isinstance(parsed, dict):
         raise bad_request(

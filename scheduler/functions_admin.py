@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import anyio
@@ -17,10 +16,12 @@ import pulsar
 import structlog
 
 from fnworker.coordination.backend import CoordinationBackend, VersionConflict
+from fnworker.runtimes.broker_client import make_client
 from fnworker.runtimes.driver import ClientSettings, InstanceMetrics, RuntimeDriver
 from fnworker.runtimes.instance.loader import PackageError, check_package
 from fnworker.scheduler.admin import FunctionStats, PackageSource
 from fnworker.scheduler.errors import ApiError, bad_request, conflict, not_found
+from fnworker.scheduler.fleet_admin import DrainStatus, FleetAdmin, InstanceOnWorker
 from fnworker.scheduler.function_validation import input_topics, merge_update, validate_new_function
 from fnworker.scheduler.logging_setup import quiet_client_logger
 from fnworker.scheduler.package_fetch import fetch_package, file_name_of
@@ -63,7 +64,9 @@ class WorkerFunctionsAdmin:
         scratch_dir: Path,
         client_settings: ClientSettings,
         max_package_bytes: int,
+        fleet: FleetAdmin,
     ) -> None:
+        self.fleet = fleet
         self.me = me
         self.backend = backend
         self.driver = driver
@@ -186,9 +189,7 @@ class WorkerFunctionsAdmin:
         """Restart instances this worker runs; no metadata changes."""
         existing = self.record(tenant, namespace, name)
         for i in self.indexes(existing, index):
-            instance = instance_id_of(existing.fqfn, i)
-            if instance in self.driver.instances():
-                await self.driver.restart(instance)
+            await self.fleet.restart_instance(instance_id_of(existing.fqfn, i))
 
     async def write(self, record: FunctionRecord, expected_version: int) -> None:
         """Write a record; a concurrent change answers 409."""
@@ -207,7 +208,8 @@ class WorkerFunctionsAdmin:
                 return None
             path, file_name = located
             check_stored(path, config.class_name, file_name)
-            return self.packages.save(fqfn, version, path, file_name)
+            ref = self.packages.save(fqfn, version, path, file_name)
+            return await self.backend.store_package(ref, self.packages.path_of(ref))
 
     async def locate(
         self, source: PackageSource, config: FunctionConfig, scratch: Path
@@ -234,49 +236,43 @@ class WorkerFunctionsAdmin:
             )
         return [index]
 
-    def local_status(self, record: FunctionRecord, index: int) -> InstanceStatusData:
-        """One instance's status as this worker knows it."""
-        instance = instance_id_of(record.fqfn, index)
+    async def local_status(self, record: FunctionRecord, index: int) -> InstanceStatusData:
+        """One instance's status, from whichever worker runs it."""
         if record.state_of(index) == "STOPPED":
             return not_running("instance is stopped", self.me.worker_id)
-        assignment = self.backend.assignments().get(instance)
-        if assignment is None:
-            return not_running("instance is not assigned to a worker yet")
-        if assignment.worker != self.me.worker_id:
-            return not_running(f"instance runs on worker {assignment.worker}", assignment.worker)
-        status = self.driver.status(instance)
-        return (
-            status if status is not None else not_running("instance is starting", self.me.worker_id)
-        )
+        return await self.fleet.instance_status(instance_id_of(record.fqfn, index))
 
     async def function_status(self, tenant: str, namespace: str, name: str) -> FunctionStatus:
         """Status of every instance of a function."""
         record = self.record(tenant, namespace, name)
-        return function_status([self.local_status(record, i) for i in self.indexes(record, None)])
+        return function_status(
+            [await self.local_status(record, i) for i in self.indexes(record, None)]
+        )
 
     async def instance_status(
         self, tenant: str, namespace: str, name: str, index: int
     ) -> InstanceStatusData:
         """Status of one instance."""
         record = self.record(tenant, namespace, name)
-        return self.local_status(record, self.indexes(record, index)[0])
+        return await self.local_status(record, self.indexes(record, index)[0])
 
-    def local_metrics(self, record: FunctionRecord, index: int) -> InstanceMetrics:
-        """One instance's counters, zero when this worker does not run it."""
-        metrics = self.driver.metrics(instance_id_of(record.fqfn, index))
-        return metrics if metrics is not None else InstanceMetrics()
+    async def local_metrics(self, record: FunctionRecord, index: int) -> InstanceMetrics:
+        """One instance's counters, from whichever worker runs it."""
+        return await self.fleet.instance_metrics(instance_id_of(record.fqfn, index))
 
     async def function_stats(self, tenant: str, namespace: str, name: str) -> FunctionStats:
         """Counters of every instance, with totals."""
         record = self.record(tenant, namespace, name)
-        return function_stats([self.local_metrics(record, i) for i in self.indexes(record, None)])
+        return function_stats(
+            [await self.local_metrics(record, i) for i in self.indexes(record, None)]
+        )
 
     async def instance_stats(
         self, tenant: str, namespace: str, name: str, index: int
     ) -> InstanceMetrics:
         """Counters of one instance."""
         record = self.record(tenant, namespace, name)
-        return self.local_metrics(record, self.indexes(record, index)[0])
+        return await self.local_metrics(record, self.indexes(record, index)[0])
 
     async def trigger(
         self, tenant: str, namespace: str, name: str, value: bytes, topic: str | None
@@ -304,12 +300,7 @@ class WorkerFunctionsAdmin:
     def client(self) -> pulsar.Client:
         """The worker's own broker client for admin work such as trigger."""
         if self._client is None:
-            settings = self.client_settings
-            self._client = pulsar.Client(
-                settings.service_url,
-                operation_timeout_seconds=settings.operation_timeout_seconds,
-                logger=quiet_client_logger(),
-            )
+            self._client = make_client(self.client_settings, quiet_client_logger())
         return self._client
 
     def package_path(self, tenant: str, namespace: str, name: str) -> tuple[Path, str]:
@@ -329,12 +320,25 @@ class WorkerFunctionsAdmin:
         """The current leader, if one is known."""
         return self.backend.membership().leader
 
-    def assignments(self) -> dict[str, list[str]]:
-        """``{workerId: [instanceId, ...]}`` over the whole fleet."""
-        table: dict[str, list[str]] = defaultdict(list)
-        for assignment in self.backend.assignments().values():
-            table[assignment.worker].append(assignment.instance)
-        return {worker: sorted(instances) for worker, instances in table.items()}
+    async def assignments(self) -> dict[str, list[str]]:
+        """``{workerId: [instanceId, ...]}`` over the whole fleet (from the leader)."""
+        return await self.fleet.assignments()
+
+    async def rebalance(self) -> None:
+        """Even out instances across the fleet."""
+        await self.fleet.rebalance()
+
+    async def drain(self, worker_id: str | None) -> None:
+        """Move every instance off a worker."""
+        await self.fleet.drain(worker_id)
+
+    async def drain_status(self, worker_id: str | None) -> DrainStatus:
+        """How the last drain of a worker went."""
+        return await self.fleet.drain_status(worker_id)
+
+    def local_instances(self) -> list[InstanceOnWorker]:
+        """The instances this worker holds, with their counters."""
+        return self.fleet.local_instances()
 
     def is_ready(self) -> bool:
         """True once the worker has joined its fleet."""
@@ -342,6 +346,7 @@ class WorkerFunctionsAdmin:
 
     async def aclose(self) -> None:
         """Close the admin client."""
+        await self.fleet.forwarder.aclose()
         if self._client is not None:
             client, self._client = self._client, None
             await anyio.to_thread.run_sync(client.close)

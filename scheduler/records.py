@@ -106,6 +106,8 @@ class PackageRef(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     original_file_name: str
     sha256: str
     size: int
+    message_id: str | None = None
+    """Where the first chunk lies on the packages topic (base64), when stored in Pulsar."""
 
 
 class FunctionRecord(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):

@@ -244,12 +244,18 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     configuration_metadata_store_url: str | None = None
     configuration_store_servers: str | None = None
     properties: dict[str, Any] = msgspec.field(default_factory=dict)
+    # fnworker extensions: who manages functions when authorizationEnabled (Pulsar keeps
+    # tenant admins and namespace grants in its configuration store; docs/security.md).
+    tenant_admin_roles: dict[str, tuple[str, ...]] = msgspec.field(default_factory=dict)
+    namespace_function_roles: dict[str, tuple[str, ...]] = msgspec.field(default_factory=dict)
     # fnworker extensions.
     heartbeat_interval_ms: PositiveInt = 200
     worker_dead_timeout_ms: PositiveInt = 1000
     lease_renew_ms: PositiveInt = 150
     lease_timeout_ms: PositiveInt = 600
     state_directory: str = "state"
+    coordination_backend: Literal["pulsar", "memory"] = "pulsar"
+    pulsar_lite_consumer_id_slots: NonNegativeInt = 0
     max_package_size_bytes: PositiveInt = 100 * 1024 * 1024
     max_request_body_bytes: PositiveInt = 110 * 1024 * 1024
 

@@ -8,10 +8,11 @@ pass always works from the newest state, never from a queue of stale events.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 import anyio
+import msgspec
 import structlog
 from anyio.abc import ObjectReceiveStream
 
@@ -24,6 +25,7 @@ from fnworker.coordination.backend import (
 )
 from fnworker.runtimes.driver import InstanceSpec, RuntimeDriver
 from fnworker.scheduler.assignment_plan import plan_assignments
+from fnworker.scheduler.placement import plan_rebalance
 from fnworker.scheduler.reconcile import (
     ReplaceInstance,
     RuntimeAction,
@@ -78,39 +80,119 @@ async def pump_events(
     leader_wakeup: Wakeup,
     reconcile_wakeup: Wakeup,
 ) -> None:
-    """Apply each coordination event to local state and wake the loops it concerns."""
+    """Apply every queued coordination event, then wake the loops they concern.
+
+    A burst (100 workers declared dead one by one, 1,000 registrations) is applied
+    whole before the leader re-plans, so it causes one plan, not one per event.
+    """
     async with events:
-        async for event in events:
-            if isinstance(event, AssignmentsChanged):
-                if mine.apply(event):
+        async for first in events:
+            for event in [first, *drain_queued(events)]:
+                if isinstance(event, AssignmentsChanged):
+                    if mine.apply(event):
+                        reconcile_wakeup.set()
+                elif isinstance(event, FunctionsChanged):
+                    leader_wakeup.set()
                     reconcile_wakeup.set()
-            elif isinstance(event, FunctionsChanged):
-                leader_wakeup.set()
-                reconcile_wakeup.set()
-            elif isinstance(event, MembershipChanged):
-                leader_wakeup.set()
+                elif isinstance(event, MembershipChanged):
+                    leader_wakeup.set()
 
 
-async def lead(backend: CoordinationBackend, me: WorkerInfo, strategy: str, wakeup: Wakeup) -> None:
+def drain_queued(events: ObjectReceiveStream[CoordinationEvent]) -> list[CoordinationEvent]:
+    """Every event already waiting in the stream, without waiting for more."""
+    queued: list[CoordinationEvent] = []
+    while True:
+        try:
+            queued.append(events.receive_nowait())  # type: ignore[attr-defined]
+        except (anyio.WouldBlock, anyio.EndOfStream):
+            return queued
+
+
+class LeaderControl:
+    """Operator requests the leader carries out: drains and rebalances.
+
+    A drained worker gets no instances until it leaves the fleet (Pulsar's rule);
+    its status is Pulsar's LongRunningProcessStatus: RUNNING, then SUCCESS once
+    nothing is assigned to it any more.
+    """
+
+    def __init__(self, wakeup: Wakeup) -> None:
+        self.wakeup = wakeup
+        self.drains: dict[str, str] = {}
+        self.rebalance_pending = False
+
+    def request_drain(self, worker_id: str) -> None:
+        """Exclude a worker from placement and move its instances away."""
+        self.drains[worker_id] = "RUNNING"
+        self.wakeup.set()
+
+    def request_rebalance(self) -> None:
+        """Even out the instances per worker on the next pass."""
+        self.rebalance_pending = True
+        self.wakeup.set()
+
+    def eligible(self, members: tuple[WorkerInfo, ...]) -> list[WorkerId]:
+        """Members that may receive instances; forgets drains of departed workers."""
+        present = {m.worker_id for m in members}
+        for worker_id in [w for w in self.drains if w not in present]:
+            del self.drains[worker_id]
+        return [WorkerId(m.worker_id) for m in members if m.worker_id not in self.drains]
+
+    def settle_drains(self, assignments: Mapping[InstanceId, Assignment]) -> None:
+        """Mark drains complete once nothing is assigned to the drained workers."""
+        busy = {a.worker for a in assignments.values()}
+        for worker_id, status in self.drains.items():
+            if status == "RUNNING" and worker_id not in busy:
+                self.drains[worker_id] = "SUCCESS"
+
+
+async def lead(
+    backend: CoordinationBackend,
+    me: WorkerInfo,
+    strategy: str,
+    wakeup: Wakeup,
+    control: LeaderControl | None = None,
+) -> None:
     """While this worker leads, re-plan on every change and write what differs."""
+    control = control or LeaderControl(wakeup)
     while True:
         await wakeup.wait()
         view = backend.membership()
         if view.leader is None or view.leader.worker_id != me.worker_id:
             continue
-        workers = [WorkerId(m.worker_id) for m in view.members]
+        workers = control.eligible(view.members)
         changes = plan_assignments(
             backend.functions(), workers, backend.assignments(), view.term, strategy
         )
-        if changes.is_empty():
-            continue
-        log.info(
-            "assignments planned",
-            term=view.term,
-            assigned=len(changes.assigned),
-            unassigned=len(changes.unassigned),
-        )
-        await backend.publish_assignments(view.term, changes.assigned, changes.unassigned)
+        if not changes.is_empty():
+            log.info(
+                "assignments planned",
+                term=view.term,
+                assigned=len(changes.assigned),
+                unassigned=len(changes.unassigned),
+            )
+            await backend.publish_assignments(view.term, changes.assigned, changes.unassigned)
+        if control.rebalance_pending:
+            control.rebalance_pending = False
+            moves = rebalance_assignments(backend, workers, view.term, strategy)
+            log.info("rebalance planned", term=view.term, moved=len(moves))
+            await backend.publish_assignments(view.term, moves, ())
+        control.settle_drains(backend.assignments())
+
+
+def rebalance_assignments(
+    backend: CoordinationBackend, workers: list[WorkerId], term: int, strategy: str
+) -> list[Assignment]:
+    """The assignment records that even out the load with the fewest moves."""
+    table = backend.assignments()
+    placement = plan_rebalance(
+        {instance: a.worker for instance, a in table.items()}, workers, strategy  # type: ignore[arg-type]
+    )
+    return [
+        msgspec.structs.replace(table[InstanceId(m.instance)], worker=WorkerId(m.target), term=term)
+        for m in placement.moves
+        if m.target is not None
+    ]
 
 
 class Reconciler:
@@ -121,7 +203,7 @@ class Reconciler:
         backend: CoordinationBackend,
         driver: RuntimeDriver,
         mine: LocalAssignments,
-        make_spec: Callable[[StartInstance | ReplaceInstance, Path], InstanceSpec],
+        make_spec: Callable[[StartInstance | ReplaceInstance, Path], Awaitable[InstanceSpec]],
         instances_dir: Path,
     ) -> None:
         self.backend = backend
@@ -148,7 +230,7 @@ class Reconciler:
                 return
             if isinstance(action, ReplaceInstance):
                 await self.driver.stop(action.instance)
-            spec = self.make_spec(action, self.instances_dir)
+            spec = await self.make_spec(action, self.instances_dir)
             await self.driver.start(spec)
             self.running[action.instance] = action.function.version
             log.info("instance started", instance=action.instance, version=action.function.version)

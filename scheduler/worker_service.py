@@ -5,6 +5,7 @@ anyio task group. Cancelling the group stops everything, cleanly and shielded.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,13 +17,20 @@ from anyio.abc import TaskStatus
 
 from fnworker.coordination.backend import CoordinationBackend
 from fnworker.coordination.embedded_broker import free_loopback_port
+from fnworker.runtimes.broker_client import with_tls_scheme
 from fnworker.runtimes.driver import ClientSettings, InstanceSpec
 from fnworker.runtimes.registry import create_driver
 from fnworker.scheduler.api.app import make_app
+from fnworker.scheduler.api.route_table import METRICS_REGISTRY
+from fnworker.scheduler.auth.settings import load_web_security
+from fnworker.scheduler.fleet_admin import FleetAdmin
+from fnworker.scheduler.forwarding import Forwarder
 from fnworker.scheduler.functions_admin import WorkerFunctionsAdmin
+from fnworker.scheduler.metrics import metrics_registry
 from fnworker.scheduler.package_store import PackageStore
 from fnworker.scheduler.reconcile import ReplaceInstance, StartInstance
 from fnworker.scheduler.records import WorkerInfo, split_fqfn, split_instance_id
+from fnworker.scheduler.tls import server_context
 from fnworker.scheduler.worker_config import (
     WorkerConfig,
     broker_client_settings,
@@ -30,8 +38,10 @@ from fnworker.scheduler.worker_config import (
     runtime_factory_config,
     runtime_name,
     scheduler_strategy,
+    web_tls_enabled,
 )
 from fnworker.scheduler.worker_loops import (
+    LeaderControl,
     LocalAssignments,
     Reconciler,
     Wakeup,
@@ -59,7 +69,7 @@ def client_settings_of(config: WorkerConfig) -> ClientSettings:
     """The broker settings instances use: the worker's own, after Pulsar's fallbacks."""
     broker = broker_client_settings(config)
     return ClientSettings(
-        service_url=broker.service_url,
+        service_url=with_tls_scheme(broker.service_url, config.use_tls),
         auth_plugin=broker.authentication_plugin if broker.authentication_enabled else None,
         auth_params=broker.authentication_parameters if broker.authentication_enabled else None,
         tls_trust_certs_file_path=broker.trust_certs_file_path,
@@ -79,21 +89,31 @@ class SpecMaker:
     """Turns a start decision into an InstanceSpec with the instance's own package copy."""
 
     def __init__(
-        self, config: WorkerConfig, me: WorkerInfo, packages: PackageStore, client: ClientSettings
+        self,
+        config: WorkerConfig,
+        me: WorkerInfo,
+        packages: PackageStore,
+        client: ClientSettings,
+        backend: CoordinationBackend,
     ) -> None:
+        self.backend = backend
         self.config = config
         self.me = me
         self.packages = packages
         self.client = client
 
-    def __call__(
+    async def __call__(
         self, action: StartInstance | ReplaceInstance, instances_dir: Path
     ) -> InstanceSpec:
-        """The spec for one instance start; copies the package into the instance's folder."""
+        """The spec for one instance start; fetches the package if another worker stored
+        it, and copies it into the instance's own folder."""
         record = action.function
         fqfn, index = split_instance_id(action.instance)
         if record.package is None:
             raise ValueError(f"function {fqfn} has no package to run")
+        stored = self.packages.path_of(record.package)
+        if not stored.exists():
+            await self.backend.fetch_package(record.package, stored)
         folder = instances_dir.joinpath(*split_fqfn(fqfn), str(index), f"v{record.version}")
         return InstanceSpec(
             instance=action.instance,
@@ -118,16 +138,25 @@ async def serve_worker(
     state = Path(config.state_directory).resolve()
     for folder in ("packages", "instances", "scratch"):
         (state / folder).mkdir(parents=True, exist_ok=True)
-    if not config.worker_port:
+    if not config.worker_port and not web_tls_enabled(config):
         config = msgspec.structs.replace(config, worker_port=free_loopback_port())
-    port = config.worker_port or 0
+    port = config.worker_port or config.worker_port_tls or 0
     me = WorkerInfo(
         worker_id=effective_worker_id(config), worker_hostname=config.worker_hostname, port=port
     )
     client = client_settings_of(config)
     packages = PackageStore(state / "packages")
     factory = runtime_factory_config(config)
-    driver = create_driver(runtime_name(config), factory, client)
+    driver = create_driver(
+        runtime_name(config),
+        factory,
+        client,
+        state_dir=state,
+        worker_id=me.worker_id,
+        consumer_id_slots=config.pulsar_lite_consumer_id_slots,
+    )
+    leader_wakeup, reconcile_wakeup = Wakeup(), Wakeup()
+    control = LeaderControl(leader_wakeup)
     admin = WorkerFunctionsAdmin(
         me=me,
         backend=backend,
@@ -136,40 +165,58 @@ async def serve_worker(
         scratch_dir=state / "scratch",
         client_settings=client,
         max_package_bytes=config.max_package_size_bytes,
+        fleet=FleetAdmin(me, backend, driver, control, Forwarder()),
     )
-    runner = web.AppRunner(make_app(admin, max_body_bytes=config.max_request_body_bytes))
+    security = load_web_security(config, os.environ)
+    app = make_app(
+        admin,
+        max_body_bytes=config.max_request_body_bytes,
+        max_package_bytes=config.max_package_size_bytes,
+        security=security,
+    )
+    app[METRICS_REGISTRY] = metrics_registry([driver], config.pulsar_functions_cluster)
+    runner = web.AppRunner(app)
     await runner.setup()
     mine = LocalAssignments()
     reconciler = Reconciler(
-        backend, driver, mine, SpecMaker(config, me, packages, client), state / "instances"
+        backend, driver, mine, SpecMaker(config, me, packages, client, backend), state / "instances"
     )
     try:
-        site = web.TCPSite(runner, bind_address, port)
-        await site.start()
-        admin_url = f"http://{bind_address}:{port}"
-        events = await backend.join(me)
-        admin.ready = True
-        log.info("worker started", worker=me.worker_id, url=admin_url, runtime=driver.name)
-        leader_wakeup, reconcile_wakeup = Wakeup(), Wakeup()
+        admin_url = (await start_sites(runner, config, bind_address))[0]
         async with anyio.create_task_group() as group:
+            events = await group.start(backend.run, me)
+            admin.ready = True
+            log.info("worker started", worker=me.worker_id, url=admin_url, runtime=driver.name)
             group.start_soon(pump_events, events, mine, leader_wakeup, reconcile_wakeup)
-            group.start_soon(lead, backend, me, scheduler_strategy(config), leader_wakeup)
+            group.start_soon(lead, backend, me, scheduler_strategy(config), leader_wakeup, control)
             group.start_soon(reconciler.run, reconcile_wakeup)
             task_status.started(RunningWorker(info=me, admin_url=admin_url, admin=admin))
     finally:
         with anyio.CancelScope(shield=True):
-            await shut_down(backend, reconciler, admin, runner)
+            await shut_down(reconciler, admin, runner)
+
+
+async def start_sites(runner: web.AppRunner, config: WorkerConfig, bind_address: str) -> list[str]:
+    """Plain HTTP on ``workerPort`` (when set) and HTTPS on ``workerPortTls`` (when
+    ``tlsEnabled``); the URLs served, plain first."""
+    urls: list[str] = []
+    if config.worker_port:
+        await web.TCPSite(runner, bind_address, config.worker_port).start()
+        urls.append(f"http://{bind_address}:{config.worker_port}")
+    if web_tls_enabled(config):
+        context = server_context(config)
+        await web.TCPSite(runner, bind_address, config.worker_port_tls, ssl_context=context).start()
+        urls.append(f"https://{bind_address}:{config.worker_port_tls}")
+    return urls
 
 
 async def shut_down(
-    backend: CoordinationBackend,
     reconciler: Reconciler,
     admin: WorkerFunctionsAdmin,
     runner: web.AppRunner,
 ) -> None:
-    """Leave the fleet, stop every instance, close clients and the HTTP server."""
+    """Stop every instance, close clients and the HTTP server (the backend has left)."""
     admin.ready = False
-    await backend.leave()
     await reconciler.stop_all()
     await reconciler.driver.aclose()
     await admin.aclose()

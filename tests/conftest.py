@@ -44,3 +44,15 @@ def unique_name(request: pytest.FixtureRequest) -> str:
     import hashlib
 
     return "t" + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:10]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip tests that need Apache Pulsar unless FNWORKER_REAL_PULSAR_URL names one."""
+    import os
+
+    if os.environ.get("FNWORKER_REAL_PULSAR_URL"):
+        return
+    skip = pytest.mark.skip(reason="needs Apache Pulsar (set FNWORKER_REAL_PULSAR_URL); pulsar-lite lacks it")
+    for item in items:
+        if "requires_real_pulsar" in item.keywords:
+            item.add_marker(skip)

@@ -12,6 +12,8 @@ import threading
 from typing import Any
 
 import pulsar
+
+from fnworker.runtimes.instance.consumer_ids import ConsumerIdSpreader
 import structlog
 
 from fnworker.runtimes.driver import InstanceMetrics, InstanceSpec
@@ -79,7 +81,9 @@ class InstanceHost:
         *,
         thread_name: str,
         nack_redelivery_delay_ms: int = 1000,
+        consumer_ids: ConsumerIdSpreader | None = None,
     ) -> None:
+        self.consumer_ids = consumer_ids
         self.spec = spec
         self.client = client
         self.state = state
@@ -216,10 +220,16 @@ class InstanceHost:
                 dead_letter_topic=inputs.dead_letter_topic,
             )
         topics = list(inputs.topics)
-        try:
+
+        def subscribe() -> pulsar.Consumer:
             return self.client.subscribe(
                 topics if len(topics) > 1 else topics[0], inputs.subscription, **options
             )
+
+        try:
+            if self.consumer_ids is None:
+                return subscribe()
+            return self.consumer_ids.subscribe(self.client, topics, subscribe)
         except Exception as error:  # noqa: BLE001 - any failure becomes the status error
             raise InstanceStartError(
                 f"subscribing to {', '.join(topics)} as '{inputs.subscription}' failed: "

@@ -18,6 +18,8 @@ from aiohttp import hdrs, web
 
 from fnworker.scheduler.admin import FunctionsAdmin
 from fnworker.scheduler.api import functions_routes, worker_routes
+from fnworker.scheduler.api.auth import SECURITY, security_middleware
+from fnworker.scheduler.forwarding import track_hops
 from fnworker.scheduler.api.openapi import build_document
 from fnworker.scheduler.api.replies import error_reply
 from fnworker.scheduler.api.route_table import (
@@ -27,6 +29,7 @@ from fnworker.scheduler.api.route_table import (
     Handler,
     Route,
 )
+from fnworker.scheduler.auth.settings import OPEN, WebSecurity
 from fnworker.scheduler.errors import ApiError
 
 log = structlog.get_logger("fnworker.api")
@@ -34,15 +37,32 @@ log = structlog.get_logger("fnworker.api")
 ALL_ROUTES: Sequence[Route] = (*functions_routes.ROUTES, *worker_routes.ROUTES)
 
 
-def make_app(admin: FunctionsAdmin, *, max_body_bytes: int) -> web.Application:
-    """The REST API over ``admin``; uploads larger than ``max_body_bytes`` answer 413."""
+def make_app(
+    admin: FunctionsAdmin,
+    *,
+    max_body_bytes: int,
+    security: WebSecurity = OPEN,
+    max_package_bytes: int | None = None,
+) -> web.Application:
+    """The REST API over ``admin``; bodies larger than ``max_body_bytes`` and packages
+    larger than ``max_package_bytes`` answer 413; callers are authenticated and
+    authorized as ``security`` says (docs/security.md)."""
     if max_body_bytes < 1:
         raise ValueError(
             f"max_body_bytes {max_body_bytes} is not valid; expected a positive integer"
         )
-    app = web.Application(middlewares=[answer_errors], client_max_size=max_body_bytes)
+    app = web.Application(
+        middlewares=[
+            answer_errors, refuse_large_bodies, security_middleware(security), track_hops,
+        ],
+        client_max_size=max_body_bytes,
+    )
     app[ADMIN] = admin
+    app[SECURITY] = security
     app[MAX_BODY_BYTES] = max_body_bytes
+    app[functions_routes.MAX_PACKAGE_BYTES] = min(
+        max_package_bytes or max_body_bytes, max_body_bytes
+    )
     app[OPENAPI_DOCUMENT] = openapi_bytes()
     for route in ALL_ROUTES:
         app.router.add_route(route.method, route.path, route.handler)
@@ -52,6 +72,15 @@ def make_app(admin: FunctionsAdmin, *, max_body_bytes: int) -> web.Application:
 def openapi_bytes() -> bytes:
     """The OpenAPI document of every route, encoded once."""
     return msgspec.json.encode(build_document(ALL_ROUTES, worker_routes.fnworker_version()))
+
+
+@web.middleware
+async def refuse_large_bodies(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """413 before reading a body whose Content-Length is over the limit."""
+    limit = request.app[MAX_BODY_BYTES]
+    if request.content_length is not None and request.content_length > limit:
+        return error_reply(413, f"the request body is too large; expected at most {limit} bytes")
+    return await handler(request)
 
 
 @web.middleware

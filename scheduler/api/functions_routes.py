@@ -16,6 +16,7 @@ from aiohttp import hdrs, web
 
 from fnworker.runtimes.driver import InstanceMetrics
 from fnworker.scheduler.admin import FunctionStats, PackageSource
+from fnworker.scheduler.api.auth import check_register, check_update
 from fnworker.scheduler.api.multipart import Form, read_file, receive_form
 from fnworker.scheduler.api.replies import empty_reply, json_reply
 from fnworker.scheduler.api.route_table import (
@@ -40,6 +41,8 @@ BASE = "/admin/v3/functions/{tenant}/{namespace}"
 FUNCTION = BASE + "/{functionName}"
 INSTANCE = FUNCTION + "/{instanceId}"
 CONFIG_WHAT = "a JSON FunctionConfig"
+MAX_PACKAGE_BYTES = web.AppKey("fnworker_max_package_bytes", int)
+"""The largest uploaded package (``maxPackageSizeBytes``); the body limit when unset."""
 
 
 def function_names(request: web.Request) -> tuple[str, str, str]:
@@ -68,7 +71,9 @@ async def register_function(request: web.Request) -> web.Response:
     names = function_names(request)
     async with _package_form(request) as form:
         config = decode_function_config(form.require("functionConfig", CONFIG_WHAT))
-        await request.app[ADMIN].register(*names, config, package_source(form))
+        source = package_source(form)
+        check_register(request, names, config, source)
+        await request.app[ADMIN].register(*names, config, source)
     return empty_reply()
 
 
@@ -79,13 +84,16 @@ async def update_function(request: web.Request) -> web.Response:
         raw = form.texts.get("functionConfig")
         update = decode_function_config(raw) if raw is not None else FunctionConfig()
         check_update_options(form.texts.get("updateOptions"))
-        await request.app[ADMIN].update(*names, update, package_source(form))
+        source = package_source(form)
+        check_update(request, names, update, source)
+        await request.app[ADMIN].update(*names, update, source)
     return empty_reply()
 
 
 def _package_form(request: web.Request) -> AbstractAsyncContextManager[Form]:
     """The multipart form of a register or update, ``data`` streamed to disk."""
-    return receive_form(request, file_parts={"data"}, max_file_bytes=request.app[MAX_BODY_BYTES])
+    limit = request.app.get(MAX_PACKAGE_BYTES, request.app[MAX_BODY_BYTES])
+    return receive_form(request, file_parts={"data"}, max_file_bytes=limit)
 
 
 def package_source(form: Form) -> PackageSource:
@@ -103,7 +111,7 @@ def check_update_options(raw: bytes | None) -> None:
         return
     try:
         options = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         options = None
     if not isinstance(options, dict):
         raise bad_request("part 'updateOptions' is not valid; expected a JSON object such as {}")

@@ -5,8 +5,9 @@ streamed to a temporary folder that is removed when the request is done. Does I/
 A urlencoded form is accepted too (text parts only, within the app's
 ``client_max_size``), as curl's ``--data-urlencode`` sends it.
 
-Size limits: a text part may hold up to 1 MiB; a file part up to the app's
-``max_body_bytes``. Past a limit the answer is 413 naming the part and the limit.
+Size limits: a text part may hold up to 1 MiB, all text parts together 4 MiB; a
+file part up to the limit the route passes (the package limit for packages).
+Past a limit the answer is 413 naming the part and the limit.
 Parts with other names are skipped.
 """
 
@@ -22,13 +23,15 @@ from typing import BinaryIO
 
 import anyio.to_thread
 import msgspec
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from fnworker.scheduler.admin import UploadedPackage
 from fnworker.scheduler.errors import ApiError, bad_request
 
 URLENCODED = "application/x-www-form-urlencoded"
 TEXT_PART_LIMIT = 1 << 20
+TEXT_PARTS_FACTOR = 4  # all text parts together: 4 MiB, however many parts are sent
 _CHUNK = 1 << 16
 _FLUSH_AT = 1 << 20
 
@@ -63,7 +66,11 @@ async def receive_form(
 ) -> AsyncIterator[Form]:
     """Read the whole form; file parts live in a temporary folder until the block ends."""
     if request.content_type == URLENCODED:
-        yield Form(texts={k: str(v).encode() for k, v in (await request.post()).items()}, files={})
+        try:
+            posted = await request.post()
+        except ValueError as error:  # not UTF-8, or not a form
+            raise bad_request(f"request body is not a valid urlencoded form ({error})") from None
+        yield Form(texts={k: str(v).encode() for k, v in posted.items()}, files={})
         return
     if not request.content_type.startswith("multipart/"):
         raise bad_request(
@@ -82,12 +89,20 @@ async def _read_parts(
     request: web.Request, folder: Path, file_parts: Collection[str], max_file_bytes: int
 ) -> Form:
     """Every named part of the body, in order; later parts of the same name win."""
-    texts: dict[str, bytes] = {}
-    files: dict[str, UploadedPackage] = {}
     try:
         reader = await request.multipart()
-    except (ValueError, AssertionError) as error:
-        raise bad_request(f"request body is not valid multipart/form-data ({error})") from None
+        return await _collect_parts(reader, folder, file_parts, max_file_bytes)
+    except (ValueError, AssertionError, HttpProcessingError) as error:  # broken boundary or header
+        reason = getattr(error, "message", None) or str(error)
+        raise bad_request(f"request body is not valid multipart/form-data ({reason})") from None
+
+
+async def _collect_parts(
+    reader: MultipartReader, folder: Path, file_parts: Collection[str], max_file_bytes: int
+) -> Form:
+    """Read the parts of a multipart body (aiohttp raises ValueError for broken ones)."""
+    texts: dict[str, bytes] = {}
+    files: dict[str, UploadedPackage] = {}
     async for part in reader:
         if not isinstance(part, BodyPartReader) or part.name is None:
             continue
@@ -97,6 +112,9 @@ async def _read_parts(
             )
         else:
             texts[part.name] = await _read_text(part, part.name)
+            if sum(map(len, texts.values())) > TEXT_PART_LIMIT * TEXT_PARTS_FACTOR:
+                limit = TEXT_PART_LIMIT * TEXT_PARTS_FACTOR
+                raise ApiError(413, f"the text parts hold more than {limit} bytes together")
     return Form(texts=texts, files=files)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from fnworker.scheduler.admin import FunctionsAdmin
 
@@ -17,6 +18,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ADMIN = web.AppKey("fnworker_admin", FunctionsAdmin)
 MAX_BODY_BYTES = web.AppKey("fnworker_max_body_bytes", int)
 OPENAPI_DOCUMENT = web.AppKey("fnworker_openapi_document", bytes)
+# The prometheus-client registry GET /metrics renders (set by the worker service).
+METRICS_REGISTRY = web.AppKey("fnworker_metrics_registry", CollectorRegistry)
 
 JSON = "application/json"
 TEXT = "text/plain"

@@ -10,8 +10,17 @@ import msgspec
 from aiohttp import web
 
 from fnworker.scheduler.api.replies import json_reply
-from fnworker.scheduler.api.route_table import ADMIN, JSON, OPENAPI_DOCUMENT, Route
+from fnworker.scheduler.api.route_table import (
+    ADMIN,
+    JSON,
+    METRICS_REGISTRY,
+    OPENAPI_DOCUMENT,
+    TEXT,
+    Route,
+)
 from fnworker.scheduler.errors import unavailable
+from fnworker.scheduler.fleet_admin import DrainStatus, InstanceOnWorker
+from fnworker.scheduler.metrics import CONTENT_TYPE, render
 from fnworker.scheduler.records import WorkerInfo
 
 
@@ -46,7 +55,34 @@ async def leader(request: web.Request) -> web.Response:
 
 async def assignments(request: web.Request) -> web.Response:
     """``{workerId: [instanceId, ...]}``."""
-    return json_reply(request.app[ADMIN].assignments())
+    return json_reply(await request.app[ADMIN].assignments())
+
+
+async def rebalance(request: web.Request) -> web.Response:
+    """Even out instances across workers (the leader does it)."""
+    await request.app[ADMIN].rebalance()
+    return web.Response(status=200)
+
+
+def drained_worker(request: web.Request) -> str | None:
+    """The ``workerId`` a leader drain names (None: the worker answering)."""
+    return request.query.get("workerId") or None
+
+
+async def drain(request: web.Request) -> web.Response:
+    """Move every instance off a worker and keep it empty until it leaves."""
+    await request.app[ADMIN].drain(drained_worker(request))
+    return web.Response(status=200)
+
+
+async def drain_status(request: web.Request) -> web.Response:
+    """How the last drain of a worker went (Pulsar's LongRunningProcessStatus)."""
+    return json_reply(await request.app[ADMIN].drain_status(drained_worker(request)))
+
+
+async def functions_metrics(request: web.Request) -> web.Response:
+    """The instances this worker holds, with their counters."""
+    return json_reply(request.app[ADMIN].local_instances())
 
 
 async def initialized(request: web.Request) -> web.Response:
@@ -61,6 +97,13 @@ async def initialized(request: web.Request) -> web.Response:
 async def version_info(request: web.Request) -> web.Response:
     """The fnworker version."""
     return json_reply(VersionInfo(version=fnworker_version()))
+
+
+async def prometheus_metrics(request: web.Request) -> web.Response:
+    """Every instance's counters in Prometheus text format (empty without a registry)."""
+    registry = request.app.get(METRICS_REGISTRY)
+    body = render(registry) if registry is not None else b""
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
 async def openapi_document(request: web.Request) -> web.Response:
@@ -99,6 +142,57 @@ ROUTES: list[Route] = [
         errors=(),
     ),
     Route(
+        method="PUT",
+        path=f"{_WORKER}/rebalance",
+        handler=rebalance,
+        tag="worker",
+        summary="Even out instances across workers (the leader does it)",
+        errors=(400, 503),
+    ),
+    Route(
+        method="PUT",
+        path=f"{_WORKER}/drain",
+        handler=drain,
+        tag="worker",
+        summary="Drain this worker",
+        errors=(400, 409, 503),
+    ),
+    Route(
+        method="GET",
+        path=f"{_WORKER}/drain",
+        handler=drain_status,
+        tag="worker",
+        summary="Status of this worker's drain",
+        response=DrainStatus,
+        errors=(503,),
+    ),
+    Route(
+        method="PUT",
+        path=f"{_WORKER}/leader/drain",
+        handler=drain,
+        tag="worker",
+        summary="Drain the worker named by workerId",
+        errors=(400, 409, 503),
+    ),
+    Route(
+        method="GET",
+        path=f"{_WORKER}/leader/drain",
+        handler=drain_status,
+        tag="worker",
+        summary="Status of the drain of the worker named by workerId",
+        response=DrainStatus,
+        errors=(503,),
+    ),
+    Route(
+        method="GET",
+        path="/admin/v2/worker-stats/functionsmetrics",
+        handler=functions_metrics,
+        tag="worker",
+        summary="The instances this worker holds, with their counters",
+        response=list[InstanceOnWorker],
+        errors=(),
+    ),
+    Route(
         method="GET",
         path="/initialized",
         handler=initialized,
@@ -113,6 +207,15 @@ ROUTES: list[Route] = [
         tag="worker",
         summary="The fnworker version",
         response=VersionInfo,
+        errors=(),
+    ),
+    Route(
+        method="GET",
+        path="/metrics",
+        handler=prometheus_metrics,
+        tag="worker",
+        summary="Function instance metrics in Prometheus text format",
+        media=TEXT,
         errors=(),
     ),
     Route(

@@ -14,6 +14,7 @@ from urllib.parse import quote
 import aiohttp
 import msgspec
 
+from fnworker.scheduler.cli.connection import Connection, request_headers, ssl_context
 from fnworker.scheduler.cli.function_config import CliError
 
 DEFAULT_ADMIN_URL = "http://127.0.0.1:6750"
@@ -73,7 +74,16 @@ def reason_of(status: int, body: bytes) -> str:
 
 
 @asynccontextmanager
-async def admin_client(base_url: str) -> AsyncIterator[AdminClient]:
-    """A client with its own session, closed on exit."""
-    async with aiohttp.ClientSession(timeout=_TIMEOUT) as session:
+async def admin_client(
+    base_url: str, connection: Connection | None = None
+) -> AsyncIterator[AdminClient]:
+    """A client with its own session, closed on exit; ``connection`` adds credentials
+    and, for an ``https://`` URL, the TLS settings."""
+    connection = connection or Connection()
+    headers = request_headers(connection)
+    secure = base_url.lower().startswith("https://")
+    connector = aiohttp.TCPConnector(ssl=ssl_context(connection)) if secure else None
+    async with aiohttp.ClientSession(
+        timeout=_TIMEOUT, headers=headers, connector=connector
+    ) as session:
         yield AdminClient(base_url, session)

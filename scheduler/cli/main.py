@@ -19,7 +19,7 @@ from types import ModuleType
 from fnworker.scheduler.cli.admin_client import admin_client
 from fnworker.scheduler.cli.function_commands import COMMANDS, Command
 from fnworker.scheduler.cli.function_config import CliError
-from fnworker.scheduler.cli.parser import build_parser
+from fnworker.scheduler.cli.parser import build_parser, connection_of
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,7 +46,7 @@ def run_function_command(command: Command, args: argparse.Namespace) -> int:
 
 async def call_worker(command: Command, args: argparse.Namespace) -> str:
     """One action against the worker at ``--admin-url``."""
-    async with admin_client(args.admin_url) as client:
+    async with admin_client(args.admin_url, connection_of(args)) as client:
         return await command(client, args)
 
 
@@ -68,7 +68,7 @@ def run_standalone(args: argparse.Namespace) -> int:
 
 def run_worker(args: argparse.Namespace) -> int:
     """``fnworker worker``: one worker of a fleet."""
-    return int(_launch_module().run_worker(Path(args.config)))
+    return int(_launch_module().run_worker(Path(args.config), bind_address=args.bind_address))
 
 
 def _path(value: str | None) -> Path | None:

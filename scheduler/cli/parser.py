@@ -9,6 +9,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from fnworker.scheduler.cli.admin_client import ADMIN_URL_ENV, DEFAULT_ADMIN_URL
+from fnworker.scheduler.cli.connection import (
+    AUTH_PARAMS_ENV,
+    AUTH_PLUGIN_ENV,
+    TRUST_CERT_ENV,
+    Connection,
+)
 
 PROCESSING_GUARANTEES = ("ATLEAST_ONCE", "ATMOST_ONCE", "EFFECTIVELY_ONCE", "MANUAL")
 INSTANCE_ACTIONS = ("status", "stats", "start", "stop", "restart")
@@ -44,7 +50,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_standalone(commands)
     _add_worker(commands)
-    _add_functions(commands, environ.get(ADMIN_URL_ENV) or DEFAULT_ADMIN_URL)
+    _add_functions(commands, environ.get(ADMIN_URL_ENV) or DEFAULT_ADMIN_URL, environ)
     return parser
 
 
@@ -67,18 +73,15 @@ def _add_standalone(commands: Any) -> None:
 def _add_worker(commands: Any) -> None:
     sub = commands.add_parser("worker", help="run one worker of a fleet")
     sub.add_argument("--config", required=True, help="functions_worker.yml to read")
+    sub.add_argument(
+        "--bind-address", default="0.0.0.0", help="address the REST API listens on (default 0.0.0.0)"
+    )
 
 
-def _add_functions(commands: Any, admin_url: str) -> None:
+def _add_functions(commands: Any, admin_url: str, environ: Mapping[str, str]) -> None:
     functions = commands.add_parser("functions", help="manage functions (pulsar-admin functions)")
     actions = functions.add_subparsers(dest="action", required=True, metavar="ACTION")
-    common = _parent(
-        lambda p: p.add_argument(
-            "--admin-url",
-            default=admin_url,
-            help=f"the worker's REST API (default {admin_url}, env {ADMIN_URL_ENV})",
-        )
-    )
+    common = _parent(lambda p: _add_connection_flags(p, admin_url, environ))
     named = _parent(_add_name_flags)
     details = _parent(_add_detail_flags)
     instance = _parent(
@@ -94,6 +97,60 @@ def _add_functions(commands: Any, admin_url: str) -> None:
     listing = actions.add_parser("list", parents=[common], help="list the functions of a namespace")
     listing.add_argument("--tenant", default="public", help="the tenant (default public)")
     listing.add_argument("--namespace", default="default", help="the namespace (default default)")
+
+
+def _add_connection_flags(
+    parser: argparse.ArgumentParser, admin_url: str, environ: Mapping[str, str]
+) -> None:
+    """--admin-url and pulsar-admin's authentication and TLS flags."""
+    add = parser.add_argument
+    add(
+        "--admin-url",
+        default=admin_url,
+        help=f"the worker's REST API, http(s):// (default {admin_url}, env {ADMIN_URL_ENV})",
+    )
+    add(
+        "--auth-plugin",
+        default=environ.get(AUTH_PLUGIN_ENV),
+        help="org.apache.pulsar.client.impl.auth.AuthenticationToken or AuthenticationTls "
+        f"(env {AUTH_PLUGIN_ENV})",
+    )
+    add(
+        "--auth-params",
+        default=environ.get(AUTH_PARAMS_ENV),
+        help="token:<jwt> or file:///path/to/token; tlsCertFile:/c.pem,tlsKeyFile:/k.pem for "
+        f"AuthenticationTls (env {AUTH_PARAMS_ENV})",
+    )
+    add(
+        "--tls-trust-cert-path",
+        default=environ.get(TRUST_CERT_ENV),
+        help=f"CA certificates (PEM) to trust for https:// (env {TRUST_CERT_ENV})",
+    )
+    add(
+        "--tls-allow-insecure",
+        action="store_true",
+        help="accept any server certificate (no verification at all)",
+    )
+    add(
+        "--tls-enable-hostname-verification",
+        type=boolean,
+        nargs="?",
+        const=True,
+        default=True,
+        metavar="true|false",
+        help="check the server certificate names the host (default true)",
+    )
+
+
+def connection_of(args: argparse.Namespace) -> Connection:
+    """The security flags of a ``functions`` command."""
+    return Connection(
+        auth_plugin=args.auth_plugin or None,
+        auth_params=args.auth_params or None,
+        tls_trust_cert_path=args.tls_trust_cert_path or None,
+        tls_allow_insecure=args.tls_allow_insecure,
+        tls_hostname_verification=args.tls_enable_hostname_verification,
+    )
 
 
 def _parent(add: Callable[[argparse.ArgumentParser], object]) -> argparse.ArgumentParser:

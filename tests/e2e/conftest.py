@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -30,6 +31,8 @@ class StandaloneWorker:
     admin_url: str
     state_dir: Path
     log_path: Path
+    ssl_context: ssl.SSLContext | None = None
+    """The context that trusts the worker's certificate, for an https admin_url."""
 
     @property
     def broker_url(self) -> str:
@@ -60,7 +63,9 @@ def wait_ready(worker: StandaloneWorker, timeout: float = 30.0) -> None:
         if worker.process.poll() is not None:
             raise AssertionError(f"worker exited early:\n{worker.log_path.read_text()[-3000:]}")
         try:
-            with urllib.request.urlopen(f"{worker.admin_url}/initialized", timeout=1) as reply:
+            with urllib.request.urlopen(
+                f"{worker.admin_url}/initialized", timeout=1, context=worker.ssl_context
+            ) as reply:
                 if reply.status == 200:
                     return
         except (urllib.error.URLError, ConnectionError, TimeoutError):
@@ -83,10 +88,18 @@ def stop(worker: StandaloneWorker) -> None:
         os.kill(broker_pid, signal.SIGKILL)
 
 
-def launch(state_dir: Path, *extra: str) -> StandaloneWorker:
-    """Start ``fnworker standalone`` on a free loopback port."""
+def launch(
+    state_dir: Path,
+    *extra: str,
+    tls_port: int | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    env: dict[str, str] | None = None,
+) -> StandaloneWorker:
+    """Start ``fnworker standalone`` on a free loopback port; with ``tls_port`` the
+    ports come from the ``--config`` in ``extra`` and the admin URL is HTTPS."""
     port = free_loopback_port()
     state_dir.mkdir(parents=True, exist_ok=True)
+    port_flags = ["--port", str(port)] if tls_port is None else []
     log_path = state_dir / "worker.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -95,14 +108,18 @@ def launch(state_dir: Path, *extra: str) -> StandaloneWorker:
                 "standalone",
                 "--state-dir",
                 str(state_dir),
-                "--port",
-                str(port),
+                *port_flags,
                 *extra,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=REPO,
+            env={**os.environ, **(env or {})},
+        )
+    if tls_port is not None:
+        return StandaloneWorker(
+            process, f"https://localhost:{tls_port}", state_dir, log_path, ssl_context
         )
     return StandaloneWorker(process, f"http://127.0.0.1:{port}", state_dir, log_path)
 

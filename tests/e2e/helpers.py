@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 from pathlib import Path
 from typing import Any
@@ -31,14 +32,23 @@ class Reply:
         return str(self.json()["reason"])
 
 
-def call(base: str, method: str, path: str, form: aiohttp.FormData | None = None) -> Reply:
-    """One HTTP request, synchronously."""
+def call(
+    base: str,
+    method: str,
+    path: str,
+    form: aiohttp.FormData | None = None,
+    *,
+    headers: dict[str, str] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+) -> Reply:
+    """One HTTP request, synchronously; ``headers`` and ``ssl_context`` for a secured worker."""
 
     async def send() -> Reply:
         timeout = aiohttp.ClientTimeout(total=60)
+        connector = aiohttp.TCPConnector(ssl=ssl_context) if ssl_context else None
         async with (
-            aiohttp.ClientSession(timeout=timeout) as session,
-            session.request(method, base + path, data=form) as reply,
+            aiohttp.ClientSession(timeout=timeout, connector=connector) as session,
+            session.request(method, base + path, data=form, headers=headers) as reply,
         ):
             return Reply(reply.status, await reply.read(), dict(reply.headers))
 

@@ -149,7 +149,7 @@ class FakeAdmin:
     def leader(self) -> WorkerInfo | None:
         return ME if self.ready else None
 
-    def assignments(self) -> dict[str, list[str]]:
+    async def assignments(self) -> dict[str, list[str]]:
         return {"w1": [f"{fqfn}:0" for fqfn in self.records]}
 
     def is_ready(self) -> bool:
@@ -361,9 +361,8 @@ async def test_invalid_names_in_the_path_are_400(client: TestClient[Any, Any], p
 async def test_an_upload_over_the_limit_is_413(client: TestClient[Any, Any]) -> None:
     reply = await register(client, data=b"x" * 5000)
     assert reply.status == 413
-    assert (
-        await reason(reply) == "part 'data' is larger than 4096 bytes; expected at most 4096 bytes"
-    )
+    # Refused from its Content-Length, before the body is read.
+    assert await reason(reply) == "the request body is too large; expected at most 4096 bytes"
 
 
 # --- status, stats, lifecycle, trigger ------------------------------------------------------

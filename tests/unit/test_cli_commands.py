@@ -221,7 +221,7 @@ def test_standalone_passes_its_flags_to_launch(monkeypatch: pytest.MonkeyPatch) 
 
     seen: dict[str, Any] = {}
     monkeypatch.setattr(launch, "run_standalone", lambda **kwargs: seen.update(kwargs) or 0)
-    monkeypatch.setattr(launch, "run_worker", lambda path: seen.update(worker=path) or 3)
+    monkeypatch.setattr(launch, "run_worker", lambda path, **_: seen.update(worker=path) or 3)
     assert (
         main(
             [

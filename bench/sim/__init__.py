@@ -1,0 +1,1 @@
+"""Simulation helpers for the benchmarks (a fleet of workers in one process)."""

@@ -1,0 +1,53 @@
+"""Keeps the consumer ids of different workers apart on pulsar-lite. Blocking I/O
+(throw-away readers) on the instance's own thread.
+
+pulsar-lite keys a subscription's consumers by the client's consumer id, which
+every client numbers from 0, so two workers' consumers on one subscription can
+clash ("Consumer 0 already exists"), and a clash during an instance hand-over can
+leave a ghost consumer that blocks the subscription (seen in tests/fleet). Apache
+Pulsar keys them per connection and needs none of this, so it is off unless
+``pulsarLiteConsumerIdSlots`` is set: then every consumer this worker creates gets
+an id congruent to the worker's slot (a stable hash of its id) modulo the slot
+count, by creating and closing throw-away readers first. Workers with different
+slots never clash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+import pulsar
+
+T = TypeVar("T")
+
+
+def slot_of(worker_id: str, slots: int) -> int:
+    """A worker's stable slot among ``slots``."""
+    return int.from_bytes(hashlib.sha1(worker_id.encode()).digest()[:4], "big") % slots
+
+
+class ConsumerIdSpreader:
+    """Counts the consumer ids one client hands out and steers the next one."""
+
+    def __init__(self, worker_id: str, slots: int) -> None:
+        self.slots = slots
+        self.slot = slot_of(worker_id, slots) if slots > 1 else 0
+        self.next_id = 0
+        self.lock = threading.Lock()
+
+    def subscribe(
+        self, client: pulsar.Client, topics: list[str], subscribe: Callable[[], T]
+    ) -> T:
+        """Burn ids until the next one is in this worker's slot, then subscribe."""
+        with self.lock:
+            if self.slots > 1:
+                while self.next_id % self.slots != self.slot:
+                    client.create_reader(topics[0], pulsar.MessageId.latest).close()
+                    self.next_id += 1
+            try:
+                return subscribe()
+            finally:
+                self.next_id += len(topics)
