@@ -61,7 +61,7 @@ from fnworker.runtimes.instance.host import InstanceHost, InstanceStartError
 from fnworker.runtimes.instance.instance_plan import PlanError, plan_instance
 from fnworker.runtimes.instance.package_layout import PackageError
 from fnworker.runtimes.instance.state_store import StateStore
-from fnworker.runtimes.instance.stats import InstanceStats, describe
+from fnworker.runtimes.instance.stats import describe
 from fnworker.runtimes.thread import make_client  # re-exported from broker_client
 from fnworker.scheduler.logging_setup import configure_logging
 from fnworker.scheduler.records import FunctionRecord
@@ -221,23 +221,11 @@ def answer(request: object, host: InstanceHost) -> msgspec.Struct:
     if isinstance(request, GetMetrics):
         return MetricsReply(metrics=host.metrics())
     if isinstance(request, ResetMetrics):
-        reset_counters(host.stats)
+        host.stats.reset()
         return MetricsReset()
     if not isinstance(request, HealthCheck):
         log.warning("unexpected %s on the control channel", type(request).__name__)
     return Healthy(running=host.running)
-
-
-def reset_counters(stats: InstanceStats) -> None:
-    """Set every counter back to zero (the recent exceptions stay)."""
-    stats.received = 0
-    stats.processed_successfully = 0
-    stats.user_exceptions = 0
-    stats.system_exceptions = 0
-    stats.latency_total_ms = 0.0
-    stats.latency_count = 0
-    stats.last_invocation_ms = 0
-    stats.user_metrics.clear()
 
 
 def skip_consumer_ids(client: pulsar.Client, record: FunctionRecord, count: int) -> None:

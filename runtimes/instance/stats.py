@@ -47,6 +47,13 @@ class InstanceStats:
     """What an instance has done since it started."""
 
     def __init__(self) -> None:
+        self.reset()
+        self._lock = threading.Lock()
+        self._recent_user: deque[ExceptionInformation] = deque(maxlen=RECENT_EXCEPTIONS)
+        self._recent_system: deque[ExceptionInformation] = deque(maxlen=RECENT_EXCEPTIONS)
+
+    def reset(self) -> None:
+        """Set every counter back to zero (the recent exceptions stay)."""
         self.received = 0
         self.processed_successfully = 0
         self.user_exceptions = 0
@@ -55,9 +62,6 @@ class InstanceStats:
         self.latency_count = 0
         self.last_invocation_ms = 0
         self.user_metrics: dict[str, UserMetric] = {}
-        self._lock = threading.Lock()
-        self._recent_user: deque[ExceptionInformation] = deque(maxlen=RECENT_EXCEPTIONS)
-        self._recent_system: deque[ExceptionInformation] = deque(maxlen=RECENT_EXCEPTIONS)
 
     def add_processed(self, count: int) -> None:
         """Count messages whose results are persisted (called from two threads, hence the lock)."""

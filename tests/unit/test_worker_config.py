@@ -675,3 +675,15 @@ def test_out_of_range_ports_name_the_key(key: str, port: int) -> None:
     assert error_of({key: port}) == (
         f"functions_worker.yml: {key} = {port} is not valid; expected an integer from 1 to 65535."
     )
+
+
+@pytest.mark.parametrize("cluster", ["east-1", "west-1"])
+def test_geo_examples_load_into_their_own_namespace(cluster: str) -> None:
+    from fnworker.coordination.topics import cluster_topics
+
+    path = Path(__file__).resolve().parents[2] / "config" / "examples" / f"geo-{cluster}.yml"
+    loaded = load_worker_config(path, {})
+    assert loaded.warnings == ()
+    assert loaded.config.pulsar_functions_cluster == cluster
+    topics = cluster_topics(loaded.config.pulsar_functions_namespace)
+    assert topics.coordinate == f"persistent://public/functions-{cluster}/coordinate"
