@@ -331,7 +331,9 @@ class PulsarCoordination:
         await self.send(self.topics.coordinate, ENCODE(report))
         self.emit(MembershipChanged(view=self.membership()))
         if self.leadership.leads(self.me_id()):
-            await self.take_office(term, before.members)
+            silent = before.leader.worker_id if before.leader else None
+            members = tuple(m for m in before.members if m.worker_id != silent)
+            await self.take_office(term, members)
 
     # -- leading -------------------------------------------------------------
 
@@ -340,7 +342,10 @@ class PulsarCoordination:
         return self.leadership.leads(self.me_id()) and self.leader_ready_term == self.leadership.term
 
     async def take_office(self, term: int, previous_members: tuple[WorkerInfo, ...]) -> None:
-        """Rebuild the fleet's table from reports, fence every worker's topic, then lead."""
+        """Rebuild the fleet's table from reports, fence every worker's topic, then lead.
+
+        ``previous_members`` leaves out the old leader, which went silent: it is not
+        waited for, and counts as a member again only if it heartbeats."""
         assert self.me is not None
         known = {m.worker_id: m for m in (*previous_members, self.me)}
         with anyio.move_on_after(self.settings.report_wait):

@@ -18,7 +18,6 @@ from fnworker.runtimes.broker_client import make_client
 from fnworker.runtimes.driver import ClientSettings
 from fnworker.scheduler.admin import PackageSource, UploadedPackage
 from fnworker.scheduler.errors import ApiError
-from fnworker.scheduler.logging_setup import quiet_client_logger
 from fnworker.scheduler.records import FunctionConfig
 from fnworker.scheduler.worker_config import WorkerConfig
 from fnworker.scheduler.worker_service import RunningWorker, client_settings_of
@@ -69,7 +68,7 @@ async def deploy_example(worker: RunningWorker) -> None:
 def send_and_print(settings: ClientSettings, count: int) -> None:
     """Send ``count`` messages a second apart and print each result (blocking)."""
     settings = msgspec.structs.replace(settings, operation_timeout_seconds=10)
-    client = make_client(settings, quiet_client_logger())
+    client = make_client(settings)
     try:
         consumer = client.subscribe(
             OUTPUT,

@@ -23,7 +23,6 @@ from fnworker.scheduler.admin import FunctionStats, PackageSource
 from fnworker.scheduler.errors import ApiError, bad_request, conflict, not_found
 from fnworker.scheduler.fleet_admin import DrainStatus, FleetAdmin, InstanceOnWorker
 from fnworker.scheduler.function_validation import input_topics, merge_update, validate_new_function
-from fnworker.scheduler.logging_setup import quiet_client_logger
 from fnworker.scheduler.package_fetch import fetch_package, file_name_of
 from fnworker.scheduler.package_store import PackageStore
 from fnworker.scheduler.records import (
@@ -300,7 +299,7 @@ class WorkerFunctionsAdmin:
     def client(self) -> pulsar.Client:
         """The worker's own broker client for admin work such as trigger."""
         if self._client is None:
-            self._client = make_client(self.client_settings, quiet_client_logger())
+            self._client = make_client(self.client_settings)
         return self._client
 
     def package_path(self, tenant: str, namespace: str, name: str) -> tuple[Path, str]:

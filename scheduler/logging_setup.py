@@ -39,6 +39,7 @@ def configure_logging(level: str = "INFO") -> None:
             foreign_pre_chain=shared,
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
                 renderer,
             ],
         )
@@ -47,10 +48,3 @@ def configure_logging(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-
-
-def quiet_client_logger() -> logging.Logger:
-    """A logger for the pulsar C++ client at WARNING, so it does not flood the output."""
-    logger = logging.getLogger("fnworker.pulsar-client")
-    logger.setLevel(logging.WARNING)
-    return logger

@@ -9,12 +9,15 @@ Pulsar keys them per connection and needs none of this, so it is off unless
 ``pulsarLiteConsumerIdSlots`` is set: then every consumer this worker creates gets
 an id congruent to the worker's slot (a stable hash of its id) modulo the slot
 count, by creating and closing throw-away readers first. Workers with different
-slots never clash.
+slots never clash. A restarted worker keeps its slot, so each process also starts
+at a random block of ids (1 to 8 blocks in): its first consumers do not reuse the
+ids its killed predecessor may have left as ghosts.
 """
 
 from __future__ import annotations
 
 import hashlib
+import random
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -32,9 +35,10 @@ def slot_of(worker_id: str, slots: int) -> int:
 class ConsumerIdSpreader:
     """Counts the consumer ids one client hands out and steers the next one."""
 
-    def __init__(self, worker_id: str, slots: int) -> None:
+    def __init__(self, worker_id: str, slots: int, rng: random.Random | None = None) -> None:
         self.slots = slots
         self.slot = slot_of(worker_id, slots) if slots > 1 else 0
+        self.floor = slots * (rng or random.Random()).randint(1, 8) if slots > 1 else 0
         self.next_id = 0
         self.lock = threading.Lock()
 
@@ -44,7 +48,7 @@ class ConsumerIdSpreader:
         """Burn ids until the next one is in this worker's slot, then subscribe."""
         with self.lock:
             if self.slots > 1:
-                while self.next_id % self.slots != self.slot:
+                while self.next_id < self.floor or self.next_id % self.slots != self.slot:
                     client.create_reader(topics[0], pulsar.MessageId.latest).close()
                     self.next_id += 1
             try:
