@@ -27,7 +27,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections import defaultdict, deque
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,7 @@ from fnworker.runtimes.instance.control import (
     StatusReply,
 )
 from fnworker.runtimes.instance.stats import now_ms
+from fnworker.runtimes.lifecycle import InstanceLifecycle
 from fnworker.scheduler.records import (
     ExceptionInformation,
     InstanceId,
@@ -610,38 +611,24 @@ class InstanceProcess:
 # -- the driver ------------------------------------------------------------------------
 
 
-class ProcessRuntime:
+class ProcessRuntime(InstanceLifecycle[InstanceProcess]):
     """Runs every function instance in a supervised OS process of its own."""
 
     name = "process"
 
     def __init__(self, settings: ProcessSettings) -> None:
+        super().__init__()
         self.settings = settings
-        self._held: dict[InstanceId, InstanceProcess] = {}
-        self._locks: defaultdict[InstanceId, anyio.Lock] = defaultdict(anyio.Lock)
         self._swept = False
         self._sweep_lock = anyio.Lock()
 
     async def start(self, spec: InstanceSpec) -> None:
-        """Start (or start again) an instance; returns once its process is spawned."""
+        """Start (or start again) an instance; returns once its process is spawned.
+
+        The first start also ends instance processes a previous run of this worker
+        left behind."""
         await self._sweep_once(spec.worker_id)
-        async with self._locks[spec.instance]:
-            await self._stop_locked(spec.instance)
-            await self._start_locked(spec, restarts=0)
-
-    async def stop(self, instance: InstanceId) -> None:
-        """Stop an instance gracefully and forget it; a no-op for one not held."""
-        async with self._locks[instance]:
-            await self._stop_locked(instance)
-
-    async def restart(self, instance: InstanceId) -> None:
-        """Stop and start again with the same spec, counting the restart."""
-        async with self._locks[instance]:
-            held = self._held.get(instance)
-            if held is None:
-                return
-            await self._stop_locked(instance)
-            await self._start_locked(held.spec, restarts=held.restarts + 1)
+        await super().start(spec)
 
     def status(self, instance: InstanceId) -> InstanceStatusData | None:
         """The instance's status, or None if this runtime does not hold it."""
@@ -652,10 +639,6 @@ class ProcessRuntime:
         """The instance's counters as last polled, or None if not held."""
         held = self._held.get(instance)
         return held.metrics() if held is not None else None
-
-    def instances(self) -> set[InstanceId]:
-        """Every instance held: running, starting, backing off or failed."""
-        return set(self._held)
 
     def pid(self, instance: InstanceId) -> int | None:
         """The pid of the instance's current (or last) process."""

@@ -13,19 +13,18 @@ after ``threadGroupName``.
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import anyio
 import msgspec
 import pulsar
 import structlog
 
-from fnworker.runtimes.instance.consumer_ids import ConsumerIdSpreader
 from fnworker.runtimes.broker_client import ClientLogger, make_client  # make_client: re-exported
 from fnworker.runtimes.driver import ClientSettings, InstanceMetrics, InstanceSpec
+from fnworker.runtimes.instance.consumer_ids import ConsumerIdSpreader
 from fnworker.runtimes.instance.host import InstanceHost, InstanceStartError
 from fnworker.runtimes.instance.state_store import StateStores
 from fnworker.runtimes.instance.stats import describe
+from fnworker.runtimes.lifecycle import InstanceLifecycle
 from fnworker.scheduler.records import InstanceId, InstanceStatusData
 
 DEFAULT_THREAD_GROUP = "Thread Function Container Group"
@@ -41,7 +40,7 @@ class InstanceSlot(msgspec.Struct, kw_only=True):
     restarts: int = 0
 
 
-class ThreadRuntime:
+class ThreadRuntime(InstanceLifecycle[InstanceSlot]):
     """Runs function instances on threads of the worker process.
 
     ``client_logger`` defaults to a stdlib logger at WARNING. The C++ client hands
@@ -71,8 +70,7 @@ class ThreadRuntime:
         self.stop_timeout_seconds = stop_timeout_seconds
         self._client: pulsar.Client | None = None
         self._client_lock = anyio.Lock()
-        self._locks: defaultdict[InstanceId, anyio.Lock] = defaultdict(anyio.Lock)
-        self._slots: dict[InstanceId, InstanceSlot] = {}
+        super().__init__()
         self._states = StateStores()
 
     def thread_name(self, instance: InstanceId) -> str:
@@ -81,29 +79,9 @@ class ThreadRuntime:
 
     # -- RuntimeDriver -----------------------------------------------------------
 
-    async def start(self, spec: InstanceSpec) -> None:
-        """Start (or start again) an instance; returns once it consumes or has failed."""
-        async with self._locks[spec.instance]:
-            await self._stop_locked(spec.instance)
-            await self._start_locked(spec, restarts=0)
-
-    async def stop(self, instance: InstanceId) -> None:
-        """Stop an instance and forget it; a no-op for one not held."""
-        async with self._locks[instance]:
-            await self._stop_locked(instance)
-
-    async def restart(self, instance: InstanceId) -> None:
-        """Stop and start again with the same spec, counting the restart."""
-        async with self._locks[instance]:
-            slot = self._slots.get(instance)
-            if slot is None:
-                return
-            await self._stop_locked(instance)
-            await self._start_locked(slot.spec, restarts=slot.restarts + 1)
-
     def status(self, instance: InstanceId) -> InstanceStatusData | None:
         """The instance's status, or None if this runtime does not hold it."""
-        slot = self._slots.get(instance)
+        slot = self._held.get(instance)
         if slot is None:
             return None
         if slot.host is None:
@@ -119,19 +97,15 @@ class ThreadRuntime:
 
     def metrics(self, instance: InstanceId) -> InstanceMetrics | None:
         """The instance's counters, or None if this runtime does not hold it."""
-        slot = self._slots.get(instance)
+        slot = self._held.get(instance)
         if slot is None:
             return None
         return slot.host.metrics() if slot.host is not None else InstanceMetrics()
 
-    def instances(self) -> set[InstanceId]:
-        """Every instance held, running or failed."""
-        return set(self._slots)
-
     async def aclose(self) -> None:
         """Stop every instance, then close the shared client."""
         async with anyio.create_task_group() as group:
-            for instance in list(self._slots):
+            for instance in list(self._held):
                 group.start_soon(self.stop, instance)
         client, self._client = self._client, None
         if client is not None:
@@ -151,7 +125,7 @@ class ThreadRuntime:
             return self._client
 
     async def _start_locked(self, spec: InstanceSpec, *, restarts: int) -> None:
-        slot = self._slots[spec.instance] = InstanceSlot(spec=spec, restarts=restarts)
+        slot = self._held[spec.instance] = InstanceSlot(spec=spec, restarts=restarts)
         try:
             client = await self._shared_client(spec.client)
         except Exception as error:  # noqa: BLE001 - reported in status
@@ -174,14 +148,14 @@ class ThreadRuntime:
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(host.close)
-            self._slots.pop(spec.instance, None)
+            self._held.pop(spec.instance, None)
             raise
         host.start()
         slot.host = host
         log.info("instance started", instance=spec.instance, version=spec.function.version)
 
     async def _stop_locked(self, instance: InstanceId) -> None:
-        slot = self._slots.pop(instance, None)
+        slot = self._held.pop(instance, None)
         if slot is None or slot.host is None:
             return
         host = slot.host
