@@ -33,9 +33,8 @@ class LivenessTable:
     def heartbeat(self, worker: WorkerInfo, session: str, now: float) -> bool:
         """Record a heartbeat; True when it starts a new session of the worker."""
         previous = self.seen.get(worker.worker_id)
-        if previous is not None and previous.session == session:
-            previous.at = now
-            previous.worker = worker
+        if previous is not None and previous.session in (session, ""):
+            previous.at, previous.worker, previous.session = now, worker, session
             return False
         self.seen[worker.worker_id] = Seen(worker=worker, session=session, at=now)
         return True
@@ -49,7 +48,10 @@ class LivenessTable:
         return True
 
     def expect(self, workers: tuple[WorkerInfo, ...], now: float) -> None:
-        """A new leader's start: the last lease's members count as just heard from."""
+        """A new leader's start: the last lease's members count as just heard from.
+
+        Their first heartbeat then fills in the session without counting as a new
+        one: what they hold came in their reports, so no snapshot is needed."""
         for worker in workers:
             self.seen.setdefault(worker.worker_id, Seen(worker=worker, session="", at=now))
 

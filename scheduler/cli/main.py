@@ -30,6 +30,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_function_command(COMMANDS[args.action], args)
         if args.command == "standalone":
             return run_standalone(args)
+        if args.command == "kubernetes":
+            return run_kubernetes_render(args)
         return run_worker(args)
     except CliError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -48,6 +50,14 @@ async def call_worker(command: Command, args: argparse.Namespace) -> str:
     """One action against the worker at ``--admin-url``."""
     async with admin_client(args.admin_url, connection_of(args)) as client:
         return await command(client, args)
+
+
+def run_kubernetes_render(args: argparse.Namespace) -> int:
+    """``fnworker kubernetes render``: print a function's manifests without applying them."""
+    from fnworker.scheduler.cli.kubernetes_commands import render_command
+
+    print(render_command(args, os.environ))
+    return 0
 
 
 def run_standalone(args: argparse.Namespace) -> int:

@@ -1,5 +1,6 @@
-"""The ``fnworker`` command line: ``standalone``, ``worker`` and ``functions <action>``
-with pulsar-admin's flag names. Builds argparse parsers only; no I/O."""
+"""The ``fnworker`` command line: ``standalone``, ``worker``, ``functions <action>``
+with pulsar-admin's flag names, and ``kubernetes render``. Builds argparse parsers
+only; no I/O."""
 
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     _add_standalone(commands)
     _add_worker(commands)
     _add_functions(commands, environ.get(ADMIN_URL_ENV) or DEFAULT_ADMIN_URL, environ)
+    _add_kubernetes(commands)
     return parser
 
 
@@ -75,6 +77,20 @@ def _add_worker(commands: Any) -> None:
     sub.add_argument("--config", required=True, help="functions_worker.yml to read")
     sub.add_argument(
         "--bind-address", default="0.0.0.0", help="address the REST API listens on (default 0.0.0.0)"
+    )
+
+
+def _add_kubernetes(commands: Any) -> None:
+    kubernetes = commands.add_parser("kubernetes", help="Kubernetes runtime tools")
+    actions = kubernetes.add_subparsers(dest="action", required=True, metavar="ACTION")
+    render = actions.add_parser(
+        "render", help="print a function's StatefulSet, Service and Secret as YAML (no cluster)"
+    )
+    render.add_argument(
+        "--function-config-file", required=True, help="a YAML or JSON FunctionConfig"
+    )
+    render.add_argument(
+        "--config", help="functions_worker.yml to read (default: built-in defaults)"
     )
 
 

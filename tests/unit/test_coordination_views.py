@@ -79,3 +79,12 @@ def test_two_clusters_never_share_a_topic() -> None:
     assert not east_names & west_names
     assert all(n.startswith("persistent://public/functions-east-1/") for n in east_names)
     assert topic_safe("host:1") != topic_safe("host_1")
+
+
+def test_an_expected_worker_s_first_heartbeat_is_not_a_new_session() -> None:
+    table = LivenessTable()
+    a = WorkerInfo(worker_id=WorkerId("a"), worker_hostname="h", port=1)
+    table.expect((a,), now=0.0)
+    assert not table.heartbeat(a, "s1", now=0.1)
+    assert table.session_of("a") == "s1"
+    assert table.heartbeat(a, "s2", now=0.2)
