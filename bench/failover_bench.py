@@ -53,6 +53,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench.common import results_dir
 from fnworker.coordination.embedded_broker import start_embedded_broker  # noqa: E402
 from tests.e2e.helpers import call  # noqa: E402
 from tests.fleet.conftest import (  # noqa: E402
@@ -302,7 +303,7 @@ def main() -> int:
                            "met_by_max": met, **s})
     moved = [r["moved"] for rs in results.values() for r in rs]
     print(f"instances per victim: {min(moved)}-{max(moved)}")
-    out = REPO / "bench" / "results" / ("failover-quick.json" if args.quick else "failover.json")
+    out = results_dir() / ("failover-quick.json" if args.quick else "failover.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "started_utc": started.isoformat(timespec="seconds"),

@@ -66,6 +66,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.common import results_dir
 from bench.sim.fleet import (
     STRATEGY,
     Fleet,
@@ -74,7 +75,6 @@ from bench.sim.fleet import (
 )
 from fnworker.scheduler.records import InstanceId, WorkerId
 
-RESULTS_DIR = ROOT / "bench" / "results"
 GOAL_REGISTER_S = 10.0
 GOAL_KILL_S = 3.0
 
@@ -431,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
             f" {row['records_delivered']:,} records delivered"
         )
     print(f"\ncorrectness checks: {'all passed' if report['checks_pass'] else 'FAILED'}")
-    out = RESULTS_DIR / ("fleet-quick.json" if args.quick else "fleet.json")
+    out = results_dir() / ("fleet-quick.json" if args.quick else "fleet.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"total {report['wall_s']} s; results written to {out}")

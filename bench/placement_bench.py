@@ -10,16 +10,24 @@ result is checked (balance, moved instances, index == pure plan). Bounded (a few
 seconds), deterministic inputs, no network. The only I/O is writing
 ``bench/results/placement.json``.
 
-    .venv/bin/python bench/placement_bench.py
+The full run adds a sweep (round-robin, plan from nothing and index re-plan after
+one loss, at 1,000 / 10,000 / 100,000 / 300,000 instances on 1,000 workers) for
+the scaling plot of ``bench/report.py``. ``--quick`` runs 1,000 functions x 10 on
+100 workers, 1 warm-up and 3 runs, no sweep (well under a second of work) and
+writes ``placement-quick.json``.
+
+    .venv/bin/python bench/placement_bench.py [--quick]
 """
 
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import os
 import platform
 import statistics
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -27,6 +35,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.common import results_dir
 from fnworker.scheduler.placement import (
     InstanceDemand,
     Move,
@@ -39,7 +52,7 @@ from fnworker.scheduler.placement import (
 
 FUNCTIONS, PARALLELISM, WORKERS, WARMUP, RUNS = 10_000, 10, 1_000, 2, 5
 GOAL_FULL_MS, GOAL_REPLAN_MS = 50.0, 5.0
-RESULTS = Path(__file__).resolve().parent / "results" / "placement.json"
+SWEEP_FUNCTIONS = (100, 1_000, 10_000, 30_000)
 
 
 def make_demands(weights: tuple[float, ...]) -> list[InstanceDemand]:
@@ -54,6 +67,15 @@ def make_demands(weights: tuple[float, ...]) -> list[InstanceDemand]:
 WORKER_IDS = [f"worker-{w:04d}" for w in range(WORKERS)]
 LOST = WORKER_IDS[WORKERS // 2]
 SURVIVORS = [w for w in WORKER_IDS if w != LOST]
+
+
+def configure(functions: int, workers: int, warmup: int, runs: int) -> None:
+    """Set the sizes every scenario reads (the module constants), e.g. for ``--quick``."""
+    global FUNCTIONS, WORKERS, WARMUP, RUNS, WORKER_IDS, LOST, SURVIVORS
+    FUNCTIONS, WORKERS, WARMUP, RUNS = functions, workers, warmup, runs
+    WORKER_IDS = [f"worker-{w:04d}" for w in range(WORKERS)]
+    LOST = WORKER_IDS[WORKERS // 2]
+    SURVIVORS = [w for w in WORKER_IDS if w != LOST]
 
 
 def timed(action: Callable[[], Any]) -> tuple[float, list[float], Any]:
@@ -191,7 +213,7 @@ def machine() -> dict[str, Any]:
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    """The results as a fixed-width table (moved = share of all 100,000 instances)."""
+    """The results as a fixed-width table (moved = share of all instances)."""
     header = f"{'scenario':54} {'median ms':>9} {'min ms':>8} {'goal ms':>7} {'ok':>3}"
     print(f"{header} {'moves':>7} {'moved':>6}")
     for line in rows:
@@ -205,28 +227,67 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         )
 
 
+def sweep() -> list[dict[str, Any]]:
+    """Round-robin plan from nothing and index re-plan at growing sizes (1,000 workers)."""
+    points = []
+    for functions in SWEEP_FUNCTIONS:
+        configure(functions, 1_000, 1, 5)
+        demands = make_demands((1.0,))
+        full_ms, full_runs, full = timed(
+            lambda demands=demands: plan_placement(demands, WORKER_IDS, {}, "roundrobin")
+        )
+        check_full(full, "roundrobin")
+        replan_ms, _, _ = timed_with(
+            lambda index: index.remove_worker(LOST),
+            lambda full=full: PlacementIndex.from_placement(full, WORKER_IDS, "roundrobin"),
+        )
+        points.append({
+            "instances": functions * PARALLELISM,
+            "workers": 1_000,
+            "plan_from_nothing_median_ms": round(full_ms, 3),
+            "plan_from_nothing_min_ms": round(min(full_runs), 3),
+            "index_replan_median_ms": round(replan_ms, 3),
+        })  # fmt: skip
+        print(
+            f"sweep {functions * PARALLELISM:>7,} instances: plan {full_ms:8.2f} ms,"
+            f" index re-plan {replan_ms:6.2f} ms",
+            flush=True,
+        )
+    return points
+
+
 def main() -> None:
     """Run every scenario, print the table and write the JSON results."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1,000 fn x 10 on 100 workers")
+    args = parser.parse_args()
+    if args.quick:
+        configure(1_000, 100, 1, 3)
+    out = results_dir() / ("placement-quick.json" if args.quick else "placement.json")
     rows = scenarios_for("roundrobin", "roundrobin", make_demands((1.0,)))
     rows += join_scenarios(make_demands((1.0,)))
     rows += scenarios_for("leastloaded", "leastloaded w=1", make_demands((1.0,)))
     rows += scenarios_for("leastloaded", "leastloaded w=0.5/1/2", make_demands((0.5, 1.0, 2.0)))
     print_table(rows)
+    setup = {
+        "warmup": WARMUP,
+        "functions": FUNCTIONS,
+        "parallelism": PARALLELISM,
+        "workers": WORKERS,
+        "runs": RUNS,
+        "quick": args.quick,
+    }
+    points = [] if args.quick else sweep()
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
-        "setup": {
-            "warmup": WARMUP,
-            "functions": FUNCTIONS,
-            "parallelism": PARALLELISM,
-            "workers": WORKERS,
-            "runs": RUNS,
-        },
+        "setup": setup,
         "results": rows,
+        "sweep": points,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwritten to {RESULTS}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwritten to {out}")
 
 
 if __name__ == "__main__":

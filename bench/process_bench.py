@@ -10,7 +10,8 @@ Measures, each as the median of ``--runs`` runs:
   on the same broker in the same run, and their ratio (goal: >= 0.9).
 
 Run: ``.venv/bin/python bench/process_bench.py [--quick]``; writes
-bench/results/process.json.
+bench/results/process.json (``process-quick.json`` with ``--quick``: 1 run of 4
+instances and 5,000 messages, for CI, about 10-15 s here).
 """
 
 from __future__ import annotations
@@ -29,14 +30,17 @@ from typing import Any
 import anyio
 import pulsar
 
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.common import results_dir
 from fnworker.coordination.embedded_broker import EmbeddedBroker, start_embedded_broker
 from fnworker.runtimes.driver import ClientSettings, InstanceSpec
 from fnworker.runtimes.process import ProcessRuntime, ProcessSettings
 from fnworker.runtimes.thread import ThreadRuntime
 from fnworker.scheduler.records import Fqfn, FunctionConfig, FunctionRecord, instance_id_of
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results" / "process.json"
 IDENTITY = "def process(value):\n    return value\n"
 PAYLOAD = b"x" * 100
 
@@ -276,12 +280,16 @@ def _cpus() -> int:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes (about 30 s)")
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--quick", action="store_true", help="1 run, small sizes (about 15 s)")
+    parser.add_argument("--runs", type=int, default=None, help="default 3, quick 1")
+    parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
-    args.instances = 6 if args.quick else 16
-    args.messages = 20_000 if args.quick else 100_000
+    args.runs = args.runs or (1 if args.quick else 3)
+    args.output = args.output or results_dir() / (
+        "process-quick.json" if args.quick else "process.json"
+    )
+    args.instances = 4 if args.quick else 16
+    args.messages = 5_000 if args.quick else 100_000
     return args
 
 
@@ -291,3 +299,4 @@ if __name__ == "__main__":
     arguments.output.parent.mkdir(parents=True, exist_ok=True)
     arguments.output.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result["median"], indent=2))
+    print(f"results written to {arguments.output}")
