@@ -154,6 +154,7 @@ async def serve_worker(
         state_dir=state,
         worker_id=me.worker_id,
         consumer_id_slots=config.pulsar_lite_consumer_id_slots,
+        config=config,
     )
     leader_wakeup, reconcile_wakeup = Wakeup(), Wakeup()
     control = LeaderControl(leader_wakeup)

@@ -64,7 +64,7 @@ def job_name(tenant: str, namespace: str, name: str, custom: str | None = None) 
         return _with_hash(base, identity)
     original = f"pf-{tenant}-{namespace}-{name}"
     base = to_valid_pod_name(original)
-    if base == original and len(base) <= JOB_NAME_MAX:
+    if base == original and len(base) <= JOB_NAME_MAX and base[-1].isalnum():
         return base
     return _with_hash(base, f"{tenant}-{namespace}-{name}")
 
