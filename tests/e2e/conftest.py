@@ -3,6 +3,7 @@ module, driven over HTTP as a user would; every process is stopped by PID."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import ssl
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pulsar
 import pytest
 
 from fnworker.coordination.embedded_broker import free_loopback_port, pid_alive
@@ -133,3 +135,15 @@ def standalone_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stan
         yield worker
     finally:
         stop(worker)
+
+
+@pytest.fixture(scope="module")
+def client(standalone_worker: StandaloneWorker) -> Iterator[pulsar.Client]:
+    """A pulsar client on the module's standalone worker's embedded broker."""
+    quiet = logging.getLogger("e2e-pulsar")
+    quiet.setLevel(logging.WARNING)
+    connection = pulsar.Client(
+        standalone_worker.broker_url, operation_timeout_seconds=10, logger=quiet
+    )
+    yield connection
+    connection.close()

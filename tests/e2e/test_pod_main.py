@@ -5,11 +5,9 @@ its embedded broker, then stops cleanly on SIGTERM (the kubelet's stop)."""
 
 from __future__ import annotations
 
-import logging
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +19,6 @@ from tests.e2e.helpers import BASE, call, running_count, wait_for
 from tests.e2e.test_standalone_functions import Pipe, deploy
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
-
-
-@pytest.fixture(scope="module")
-def client(standalone_worker: Any) -> Iterator[pulsar.Client]:
-    quiet = logging.getLogger("e2e-pulsar")
-    quiet.setLevel(logging.WARNING)
-    connection = pulsar.Client(
-        standalone_worker.broker_url, operation_timeout_seconds=10, logger=quiet
-    )
-    yield connection
-    connection.close()
 
 
 def test_ordinal_is_the_number_after_the_last_dash() -> None:

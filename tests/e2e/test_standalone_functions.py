@@ -5,9 +5,7 @@ behave as in Pulsar. Messages are counted one by one, never assumed."""
 from __future__ import annotations
 
 import json
-import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +20,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 @pytest.fixture(scope="module")
 def base(standalone_worker: Any) -> str:
     return str(standalone_worker.admin_url)
-
-
-@pytest.fixture(scope="module")
-def client(standalone_worker: Any) -> Iterator[pulsar.Client]:
-    quiet = logging.getLogger("e2e-pulsar")
-    quiet.setLevel(logging.WARNING)
-    connection = pulsar.Client(
-        standalone_worker.broker_url, operation_timeout_seconds=10, logger=quiet
-    )
-    yield connection
-    connection.close()
 
 
 def config(name: str, **extra: Any) -> dict[str, Any]:
