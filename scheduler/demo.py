@@ -62,6 +62,9 @@ async def deploy_example(worker: RunningWorker) -> None:
         except ApiError as error:
             if error.status != 409:
                 raise
+    with anyio.move_on_after(30):
+        while (await worker.admin.function_status("public", "default", "exclamation")).num_running < 1:
+            await anyio.sleep(0.1)
     say(f"deployed public/default/exclamation on {worker.admin_url}: {INPUT} -> {OUTPUT}")
 
 
