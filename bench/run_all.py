@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/run_all.py [--quick] [--results-dir DIR] [NAME ...]
 
-NAME is any of: placement, fleet, process, failover, memory, rest (default: all,
-in that order). ``--quick`` is passed to every benchmark (small sizes, seconds
+NAME is any of: placement, fleet, process, failover, memory, rest, kubernetes
+(default: all, in that order). ``--quick`` is passed to every benchmark (small sizes, seconds
 each). Each benchmark's output is streamed with a ``[name  12.3s]`` prefix; at the
 end a summary table is printed and ``summary.json`` (``summary-quick.json`` with
 ``--quick``) is written next to the benchmarks' own JSON files, in
@@ -93,6 +93,20 @@ def _rest(data: dict[str, Any]) -> str:
     return ", ".join(f"{r['operation']} {r['requests_per_second']:.0f}/s" for r in rows)
 
 
+def _kubernetes(data: dict[str, Any]) -> str:
+    rows = {r["run"]: r for r in data["results"]}
+    d = rows["default"]
+    text = (
+        f"{d['functions']:,} functions in {d['seconds']:.1f} s"
+        f" ({d['functions_per_second']:.0f}/s, {d['requests_per_second']:.0f} req/s"
+        f" at limit {d['rate_limit_rps']:g}/s)"
+    )
+    projection = data.get("go_client_projection")
+    if projection:
+        text += f"; 5 req/s projected {projection['from_measured_rate_s']:.0f} s"
+    return text
+
+
 @dataclass(frozen=True)
 class Bench:
     name: str
@@ -115,6 +129,7 @@ BENCHES = [
     Bench("failover", "failover_bench.py", "failover.json", 900, 120, _failover),
     Bench("memory", "memory_bench.py", "memory.json", 900, 120, _memory),
     Bench("rest", "rest_bench.py", "rest.json", 300, 90, _rest),
+    Bench("kubernetes", "kubernetes_bench.py", "kubernetes.json", 300, 60, _kubernetes),
 ]
 BY_NAME = {bench.name: bench for bench in BENCHES}
 
