@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-FAST = ["placement", "fleet", "process", "failover", "memory", "rest"]
+FAST = ["placement", "fleet", "process", "failover", "memory", "rest", "kubernetes"]
 
 
 @pytest.mark.slow
