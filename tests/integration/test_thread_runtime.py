@@ -29,6 +29,12 @@ from tests.integration.conftest import (
 
 pytestmark = [pytest.mark.timeout(60)]
 
+
+def function_subscription(client: pulsar.Client, name: str) -> pulsar.Consumer:
+    """A consumer on the stopped function's own input subscription (Pulsar's default
+    name), to see what the function left unacknowledged."""
+    return subscribe(client, f"{name}-in", subscription=f"public/default/{name}")
+
 EXCLAMATION = EXAMPLES / "exclamation_function.py"
 EXCLAMATION_CLASS = "exclamation_function.ExclamationFunction"
 
@@ -260,9 +266,7 @@ def test_no_output_topic_still_processes_and_acknowledges(
     produce(pulsar_client, f"{unique_name}-in", [f"m{i}".encode() for i in range(50)])
     assert wait_until(lambda: runtime.status(spec.instance).num_successfully_processed == 50)
     portal.call(runtime.stop, spec.instance)
-    leftover = subscribe(
-        pulsar_client, f"{unique_name}-in", subscription=f"public/default/{unique_name}"
-    )
+    leftover = function_subscription(pulsar_client, unique_name)
     assert receive(leftover, 1, timeout=1.0) == []
 
 
@@ -359,9 +363,7 @@ def test_at_most_once_acknowledges_before_processing(
     status = runtime.status(spec.instance)
     assert (status.num_received, status.num_user_exceptions) == (2, 1)
     portal.call(runtime.stop, spec.instance)
-    leftover = subscribe(
-        pulsar_client, f"{unique_name}-in", subscription=f"public/default/{unique_name}"
-    )
+    leftover = function_subscription(pulsar_client, unique_name)
     assert receive(leftover, 1, timeout=1.0) == []
 
 
@@ -413,9 +415,7 @@ def test_manual_acknowledgement_through_the_context(
         f"one@{unique_name}-in",
     ]
     portal.call(runtime.stop, spec.instance)
-    leftover = subscribe(
-        pulsar_client, f"{unique_name}-in", subscription=f"public/default/{unique_name}"
-    )
+    leftover = function_subscription(pulsar_client, unique_name)
     assert texts(receive(leftover, 2, timeout=1.5)) == ["keep-1"]
 
 
