@@ -18,7 +18,7 @@ from anyio.abc import TaskStatus
 from fnworker.coordination.backend import CoordinationBackend
 from fnworker.coordination.embedded_broker import free_loopback_port
 from fnworker.runtimes.broker_client import with_tls_scheme
-from fnworker.runtimes.driver import ClientSettings, InstanceSpec
+from fnworker.runtimes.driver import ClientSettings, InstanceSpec, RuntimeDriver
 from fnworker.runtimes.registry import create_driver
 from fnworker.scheduler.api.app import make_app
 from fnworker.scheduler.api.route_table import METRICS_REGISTRY
@@ -127,6 +127,38 @@ class SpecMaker:
         )
 
 
+def prepare_state(config: WorkerConfig) -> tuple[WorkerConfig, Path]:
+    """Create the state folders; give a worker without a plain or TLS port a free one."""
+    state = Path(config.state_directory).resolve()
+    for folder in ("packages", "instances", "scratch"):
+        (state / folder).mkdir(parents=True, exist_ok=True)
+    if not config.worker_port and not web_tls_enabled(config):
+        config = msgspec.structs.replace(config, worker_port=free_loopback_port())
+    return config, state
+
+
+def identity_of(config: WorkerConfig) -> WorkerInfo:
+    """Who this worker is to the fleet: its id, host and the port it answers on."""
+    port = config.worker_port or config.worker_port_tls or 0
+    return WorkerInfo(
+        worker_id=effective_worker_id(config), worker_hostname=config.worker_hostname, port=port
+    )
+
+
+def http_app(
+    config: WorkerConfig, admin: WorkerFunctionsAdmin, driver: RuntimeDriver
+) -> web.Application:
+    """The REST API with the configured security, body limits and metrics."""
+    app = make_app(
+        admin,
+        max_body_bytes=config.max_request_body_bytes,
+        max_package_bytes=config.max_package_size_bytes,
+        security=load_web_security(config, os.environ),
+    )
+    app[METRICS_REGISTRY] = metrics_registry([driver], config.pulsar_functions_cluster)
+    return app
+
+
 async def serve_worker(
     config: WorkerConfig,
     backend: CoordinationBackend,
@@ -135,15 +167,8 @@ async def serve_worker(
     task_status: TaskStatus[RunningWorker] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run one worker until cancelled: HTTP API, coordination, leader and reconciler."""
-    state = Path(config.state_directory).resolve()
-    for folder in ("packages", "instances", "scratch"):
-        (state / folder).mkdir(parents=True, exist_ok=True)
-    if not config.worker_port and not web_tls_enabled(config):
-        config = msgspec.structs.replace(config, worker_port=free_loopback_port())
-    port = config.worker_port or config.worker_port_tls or 0
-    me = WorkerInfo(
-        worker_id=effective_worker_id(config), worker_hostname=config.worker_hostname, port=port
-    )
+    config, state = prepare_state(config)
+    me = identity_of(config)
     client = client_settings_of(config)
     packages = PackageStore(state / "packages")
     factory = runtime_factory_config(config)
@@ -168,15 +193,7 @@ async def serve_worker(
         max_package_bytes=config.max_package_size_bytes,
         fleet=FleetAdmin(me, backend, driver, control, Forwarder()),
     )
-    security = load_web_security(config, os.environ)
-    app = make_app(
-        admin,
-        max_body_bytes=config.max_request_body_bytes,
-        max_package_bytes=config.max_package_size_bytes,
-        security=security,
-    )
-    app[METRICS_REGISTRY] = metrics_registry([driver], config.pulsar_functions_cluster)
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(http_app(config, admin, driver))
     await runner.setup()
     mine = LocalAssignments()
     reconciler = Reconciler(
