@@ -124,8 +124,17 @@ def test_a_thousand_messages_come_back_exclaimed(base: str, client: pulsar.Clien
     pipe.send(values)
     expected = {f"{v}!" for v in values}
     assert pipe.receive_all(expected) - {"probe!"} == expected
-    stats = call(base, "GET", f"{BASE}/thousand/stats").json()
-    assert stats["processedSuccessfullyTotal"] >= 1001
+    # Counters are updated when an output batch is confirmed, which can be just
+    # after its messages were consumed here: poll rather than read once.
+    processed = wait_for(
+        lambda: (
+            (n := call(base, "GET", f"{BASE}/thousand/stats").json()["processedSuccessfullyTotal"])
+            >= 1001
+            and n
+        ),
+        timeout=15,
+    )
+    assert processed >= 1001
     pipe.close()
 
 
