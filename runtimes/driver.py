@@ -12,7 +12,12 @@ from typing import Protocol
 
 import msgspec
 
-from fnworker.scheduler.records import FunctionRecord, InstanceId, InstanceStatusData
+from fnworker.scheduler.records import (
+    FunctionAuthSpec,
+    FunctionRecord,
+    InstanceId,
+    InstanceStatusData,
+)
 
 
 class ClientSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -87,4 +92,23 @@ class RuntimeDriver(Protocol):
 
     async def aclose(self) -> None:
         """Stop every instance and release shared resources (clients, threads)."""
+        ...
+
+
+class RuntimeCallError(Exception):
+    """A call a runtime made on the worker's behalf failed; ``str()`` is one sentence."""
+
+
+class FunctionAuthProvider(Protocol):
+    """Keeps the credentials a function was submitted with where its instances read
+    them (Pulsar's FunctionAuthProvider). Raises RuntimeCallError."""
+
+    async def cache_auth(
+        self, function: FunctionRecord, token: str | None
+    ) -> FunctionAuthSpec | None:
+        """Store ``token`` for ``function``; what its record keeps (None: no token)."""
+        ...
+
+    async def clean_up(self, function: FunctionRecord) -> None:
+        """Remove what ``cache_auth`` stored for ``function``."""
         ...

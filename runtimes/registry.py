@@ -4,11 +4,17 @@ No I/O until the chosen driver is used."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Final
 
 from fnworker.runtimes.driver import ClientSettings, RuntimeDriver
 from fnworker.scheduler.worker_config import ConfigError, RuntimeFactoryConfig, WorkerConfig
 
+if TYPE_CHECKING:
+    from fnworker.runtimes.kubernetes.auth_provider import KubernetesSecretsTokenAuthProvider
+
 AVAILABLE = ("thread", "process", "kubernetes")
+TOKEN_PROVIDER_CLASS: Final = "org.apache.pulsar.functions.auth.KubernetesSecretsTokenAuthProvider"
+TOKEN_PROVIDERS: Final = frozenset({TOKEN_PROVIDER_CLASS, "kubernetes-secrets-token"})
 
 
 def check_available(name: str) -> None:
@@ -61,3 +67,56 @@ def create_driver(
             raise ConfigError(str(error)) from None
     check_available(name)
     raise AssertionError(f"runtime {name} is listed as available but has no driver")
+
+
+def create_auth_provider(
+    config: WorkerConfig, runtime: str, driver: RuntimeDriver
+) -> KubernetesSecretsTokenAuthProvider | None:
+    """The function auth provider the config selects (None: functions carry no token)."""
+    if not selects_token_provider(config, runtime):
+        return None
+    from fnworker.runtimes.kubernetes.auth_provider import KubernetesSecretsTokenAuthProvider
+    from fnworker.runtimes.kubernetes.driver import KubernetesRuntime
+    from fnworker.scheduler.worker_config import broker_client_settings
+
+    if not isinstance(driver, KubernetesRuntime):
+        raise TypeError(f"the kubernetes runtime has a {type(driver).__name__} driver")
+    ca = read_ca(broker_client_settings(config).trust_certs_file_path or "")
+    return KubernetesSecretsTokenAuthProvider(driver, ca)
+
+
+def selects_token_provider(config: WorkerConfig, runtime: str) -> bool:
+    """Whether ``functionAuthProviderClassName`` (with the runtime) asks for the Kubernetes
+    secrets token provider; ConfigError naming the key for a value fnworker lacks.
+
+    As in Pulsar, an empty value means this provider on the Kubernetes runtime when
+    authentication is on; the thread and process runtimes run instances with the
+    worker's own credentials and take no provider."""
+    name = config.function_auth_provider_class_name or ""
+    if name and name not in TOKEN_PROVIDERS:
+        raise ConfigError(
+            f"functionAuthProviderClassName {name!r} is not available; expected empty or "
+            f"{TOKEN_PROVIDER_CLASS} (alias kubernetes-secrets-token)"
+        )
+    if name and runtime != "kubernetes":
+        raise ConfigError(
+            f"functionAuthProviderClassName {name!r} applies to the Kubernetes runtime only, and "
+            f"this worker runs the {runtime} runtime; remove the key"
+        )
+    return runtime == "kubernetes" and config.authentication_enabled
+
+
+def read_ca(path: str) -> bytes | None:
+    """The cluster CA the pods should trust (``brokerClientTrustCertsFilePath`` or
+    ``tlsTrustCertsFilePath``), None when unset; ConfigError when unreadable."""
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as error:
+        raise ConfigError(
+            f"the trust certificate file {path!r} (brokerClientTrustCertsFilePath or "
+            f"tlsTrustCertsFilePath), which function pods would trust, cannot be read: "
+            f"{error.strerror}"
+        ) from None

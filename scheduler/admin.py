@@ -59,11 +59,23 @@ class FunctionsAdmin(Protocol):
     """What a worker can be asked to do for functions and about the fleet."""
 
     async def register(
-        self, tenant: str, namespace: str, name: str, config: FunctionConfig, source: PackageSource
+        self,
+        tenant: str,
+        namespace: str,
+        name: str,
+        config: FunctionConfig,
+        source: PackageSource,
+        auth_token: str | None = None,
     ) -> FunctionRecord: ...
 
     async def update(
-        self, tenant: str, namespace: str, name: str, config: FunctionConfig, source: PackageSource
+        self,
+        tenant: str,
+        namespace: str,
+        name: str,
+        config: FunctionConfig,
+        source: PackageSource,
+        auth_token: str | None = None,
     ) -> FunctionRecord: ...
 
     async def deregister(self, tenant: str, namespace: str, name: str) -> None: ...

@@ -121,12 +121,23 @@ def parse_worker_config(
     return LoadedConfig(config=config, warnings=_warnings(prepared, overrides.unknown))
 
 
+DEFAULT_DOMAIN_SUFFIX: Final = ".svc.cluster.local"
+
+
 def _warnings(document: Mapping[str, Any], unknown_env: tuple[str, ...]) -> tuple[str, ...]:
     """At most one warning for ignored keys and one for ignored variables."""
     warnings: list[str] = []
     ignored = list(ignored_keys(document))
     if ignored:
         warnings.append("ignoring keys fnworker does not implement: " + ", ".join(ignored))
+    factory = document.get("functionRuntimeFactoryConfigs")
+    suffix = factory.get("kubernetesServiceDomainSuffix") if isinstance(factory, Mapping) else None
+    if suffix not in (None, "", DEFAULT_DOMAIN_SUFFIX):
+        warnings.append(
+            f"functionRuntimeFactoryConfigs kubernetesServiceDomainSuffix {suffix!r} is not "
+            "used: the worker reaches function pods at the IPs its pod watch reports, not "
+            "through cluster DNS"
+        )
     if unknown_env:
         warnings.append(
             "ignoring environment variables naming no key fnworker reads: " + ", ".join(unknown_env)

@@ -17,7 +17,13 @@ import structlog
 
 from fnworker.coordination.backend import CoordinationBackend, VersionConflict
 from fnworker.runtimes.broker_client import make_client
-from fnworker.runtimes.driver import ClientSettings, InstanceMetrics, RuntimeDriver
+from fnworker.runtimes.driver import (
+    ClientSettings,
+    FunctionAuthProvider,
+    InstanceMetrics,
+    RuntimeCallError,
+    RuntimeDriver,
+)
 from fnworker.runtimes.instance.loader import PackageError, check_package
 from fnworker.scheduler.admin import FunctionStats, PackageSource
 from fnworker.scheduler.errors import ApiError, bad_request, conflict, not_found
@@ -64,8 +70,10 @@ class WorkerFunctionsAdmin:
         client_settings: ClientSettings,
         max_package_bytes: int,
         fleet: FleetAdmin,
+        auth_provider: FunctionAuthProvider | None = None,
     ) -> None:
         self.fleet = fleet
+        self.auth_provider = auth_provider
         self.me = me
         self.backend = backend
         self.driver = driver
@@ -98,9 +106,16 @@ class WorkerFunctionsAdmin:
     # -- writing -----------------------------------------------------------
 
     async def register(
-        self, tenant: str, namespace: str, name: str, config: FunctionConfig, source: PackageSource
+        self,
+        tenant: str,
+        namespace: str,
+        name: str,
+        config: FunctionConfig,
+        source: PackageSource,
+        auth_token: str | None = None,
     ) -> FunctionRecord:
-        """Validate, store the package and write version 1 of a new function."""
+        """Validate, store the package (and the submitter's token, with a function auth
+        provider) and write version 1 of a new function."""
         fqfn = fqfn_of(tenant, namespace, name)
         if fqfn in self.backend.functions():
             raise conflict(f"Function {fqfn} already exists")
@@ -118,14 +133,22 @@ class WorkerFunctionsAdmin:
             create_time_ms=now_ms(),
             update_time_ms=now_ms(),
         )
+        record = await self.with_auth(record, auth_token)
         await self.write(record, expected_version=0)
         log.info("function registered", function=fqfn, parallelism=record.parallelism())
         return record
 
     async def update(
-        self, tenant: str, namespace: str, name: str, config: FunctionConfig, source: PackageSource
+        self,
+        tenant: str,
+        namespace: str,
+        name: str,
+        config: FunctionConfig,
+        source: PackageSource,
+        auth_token: str | None = None,
     ) -> FunctionRecord:
-        """Merge an update into the stored function and write the next version."""
+        """Merge an update into the stored function and write the next version (the
+        function's stored token is replaced by the updater's, or removed without one)."""
         existing = self.record(tenant, namespace, name)
         merged = merge_update(existing.config, config)
         validated = validate_new_function(
@@ -145,9 +168,22 @@ class WorkerFunctionsAdmin:
             package=package or existing.package,
             update_time_ms=now_ms(),
         )
+        record = await self.with_auth(record, auth_token)
         await self.write(record, expected_version=existing.version)
         log.info("function updated", function=existing.fqfn, version=version)
         return record
+
+    async def with_auth(self, record: FunctionRecord, token: str | None) -> FunctionRecord:
+        """The record naming where the provider stored ``token`` (unchanged without one)."""
+        if self.auth_provider is None:
+            return record
+        try:
+            auth = await self.auth_provider.cache_auth(record, token)
+        except RuntimeCallError as error:
+            raise ApiError(
+                500, f"storing the credentials of function {record.fqfn} failed: {error}"
+            ) from None
+        return msgspec.structs.replace(record, auth=auth)
 
     async def deregister(self, tenant: str, namespace: str, name: str) -> None:
         """Delete a function; its instances stop and its packages are removed."""

@@ -23,7 +23,7 @@ from fnworker.coordination.fleet_settings import FleetSettings
 from fnworker.coordination.memory import MemoryCluster, MemoryCoordination
 from fnworker.coordination.topics import cluster_topics
 from fnworker.runtimes.broker_client import credential_problem, tls_problem
-from fnworker.runtimes.registry import check_available
+from fnworker.runtimes.registry import check_available, selects_token_provider
 from fnworker.scheduler.auth.settings import load_web_security
 from fnworker.scheduler.config_loader import load_worker_config
 from fnworker.scheduler.logging_setup import configure_logging
@@ -44,6 +44,7 @@ def load_or_explain(config_path: Path | None) -> WorkerConfig | None:
     try:
         loaded = load_worker_config(config_path, os.environ)
         check_available(runtime_name(loaded.config))
+        selects_token_provider(loaded.config, runtime_name(loaded.config))
     except ConfigError as error:
         print(f"fnworker: {error}", file=sys.stderr)
         return None

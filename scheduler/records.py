@@ -110,6 +110,15 @@ class PackageRef(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     """Where the first chunk lies on the packages topic (base64), when stored in Pulsar."""
 
 
+class FunctionAuthSpec(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """Where a function's credentials are kept (Pulsar's ``functionAuthSpec``): the
+    name of the Kubernetes Secret holding the submitter's token, never the token."""
+
+    secret_name: str
+    with_ca: bool = False
+    """True when the Secret also holds the cluster CA as ``ca.pem``."""
+
+
 class FunctionRecord(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     """A registered function as stored on the metadata topic: config, code, version.
 
@@ -125,6 +134,7 @@ class FunctionRecord(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     instance_states: dict[int, InstanceState] = {}
     create_time_ms: int = 0
     update_time_ms: int = 0
+    auth: FunctionAuthSpec | None = None
 
     def parallelism(self) -> int:
         """Number of instances the function asks for."""

@@ -19,7 +19,7 @@ from fnworker.coordination.backend import CoordinationBackend
 from fnworker.coordination.embedded_broker import free_loopback_port
 from fnworker.runtimes.broker_client import with_tls_scheme
 from fnworker.runtimes.driver import ClientSettings, InstanceSpec, RuntimeDriver
-from fnworker.runtimes.registry import create_driver
+from fnworker.runtimes.registry import create_auth_provider, create_driver
 from fnworker.scheduler.api.app import make_app
 from fnworker.scheduler.api.route_table import METRICS_REGISTRY
 from fnworker.scheduler.auth.settings import load_web_security
@@ -181,6 +181,7 @@ async def serve_worker(
         consumer_id_slots=config.pulsar_lite_consumer_id_slots,
         config=config,
     )
+    auth_provider = create_auth_provider(config, runtime_name(config), driver)
     leader_wakeup, reconcile_wakeup = Wakeup(), Wakeup()
     control = LeaderControl(leader_wakeup)
     admin = WorkerFunctionsAdmin(
@@ -192,6 +193,7 @@ async def serve_worker(
         client_settings=client,
         max_package_bytes=config.max_package_size_bytes,
         fleet=FleetAdmin(me, backend, driver, control, Forwarder()),
+        auth_provider=auth_provider,
     )
     runner = web.AppRunner(http_app(config, admin, driver))
     await runner.setup()

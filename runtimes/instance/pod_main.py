@@ -12,8 +12,9 @@ from ``GET /admin/v3/functions/{t}/{ns}/{n}`` and the package from
 ``GET .../download`` (with the token as a Bearer header when given; retried with
 backoff while the worker is unreachable or answers 5xx). The token file also
 authenticates the broker client (``AuthenticationToken`` with ``file://``, re-read
-on reconnect). ``--grpc-port`` and ``--metrics-port`` are accepted but nothing
-listens on them yet: status comes from the pod watch.
+on reconnect). The control port (``--grpc-port``) answers the worker's status and
+counter reads and the metrics port Prometheus (``pod_server.py``), both on
+``--bind-address`` (default ``$POD_IP``, which the manifest sets from the pod's IP).
 
 Logs go to stdout/stderr (the container log). Exit codes as the process runtime's:
 0 stopped as asked; 3 the package does not load (the kubelet's restart will not
@@ -25,9 +26,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import signal
 import ssl
+import tempfile
 import threading
 import time
 import urllib.error
@@ -44,6 +47,7 @@ from fnworker.runtimes.driver import ClientSettings, InstanceSpec
 from fnworker.runtimes.instance.host import InstanceHost, InstanceStartError
 from fnworker.runtimes.instance.instance_plan import PlanError
 from fnworker.runtimes.instance.package_layout import PackageError
+from fnworker.runtimes.instance.pod_server import InstanceView, serve_pod
 from fnworker.runtimes.instance.process_main import close_quietly, skip_consumer_ids
 from fnworker.runtimes.instance.state_store import StateStore
 from fnworker.runtimes.instance.stats import describe
@@ -80,10 +84,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--secrets-provider", default="clear-text")
     parser.add_argument("--auth-token-file", type=Path, default=None)
     parser.add_argument("--tls-trust-cert-path", type=Path, default=None)
-    parser.add_argument("--work-dir", type=Path, default=Path("/tmp/fnworker-pod"))
+    parser.add_argument(
+        "--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "fnworker-pod"
+    )
     parser.add_argument("--fetch-timeout-seconds", type=float, default=120.0)
     parser.add_argument("--stop-grace-seconds", type=float, default=5.0)
     parser.add_argument("--cluster-name", default="standalone")
+    parser.add_argument(
+        "--bind-address", default=os.environ.get("POD_IP") or "0.0.0.0",
+        help="where the control and metrics ports listen (default: $POD_IP, else all)",
+    )  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -179,11 +189,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         secrets_provider=args.secrets_provider,
         cluster_name=args.cluster_name,
     )
-    return run_instance(spec, stopping, args.stop_grace_seconds)
+    ports = PodPorts(address=args.bind_address, control=args.grpc_port, metrics=args.metrics_port)
+    return run_instance(spec, stopping, args.stop_grace_seconds, ports)
 
 
-def run_instance(spec: InstanceSpec, stopping: threading.Event, grace: float) -> int:
-    """Open and start the host, wait for a stop, close it; the exit code."""
+class PodPorts(msgspec.Struct, frozen=True, kw_only=True):
+    """Where the pod's control and metrics endpoints listen."""
+
+    address: str
+    control: int
+    metrics: int | None = None
+
+
+def view_of(host: InstanceHost, spec: InstanceSpec) -> InstanceView:
+    """What the pod's endpoints read from the host."""
+    return InstanceView(
+        instance=str(spec.instance),
+        cluster=spec.cluster_name,
+        status=host.status,
+        metrics=host.metrics,
+        running=lambda: host.running,
+    )
+
+
+def run_instance(
+    spec: InstanceSpec, stopping: threading.Event, grace: float, ports: PodPorts
+) -> int:
+    """Open and start the host, serve its endpoints, wait for a stop, close; the exit code."""
     try:
         client = make_client(spec.client, pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn))
     except Exception as error:  # noqa: BLE001 - one sentence in the log
@@ -200,18 +232,29 @@ def run_instance(spec: InstanceSpec, stopping: threading.Event, grace: float) ->
         return EXIT_LOAD_FAILED if permanent else EXIT_START_FAILED
     host.start()
     log.info("instance started: %s (version %d)", spec.instance, spec.function.version)
-    code = EXIT_STOPPED
-    while not stopping.wait(TICK_SECONDS):
-        if not host.running:
-            log.error("instance message loop stopped: %s", host.error or "no reason given")
-            code = EXIT_LOOP_STOPPED
-            break
+    try:
+        server = serve_pod(view_of(host, spec), ports.address, ports.control, ports.metrics)
+    except OSError as error:
+        log.error("cannot listen on %s: %s", ports, describe(error))
+        code = EXIT_START_FAILED
+    else:
+        code = wait_for_stop(host, stopping)
+        server.close()
     host.request_stop()
     host.join(max(0.1, grace - 1.0))
     host.close()
     close_quietly(client)
     log.info("instance stopped: %s", spec.instance)
     return code
+
+
+def wait_for_stop(host: InstanceHost, stopping: threading.Event) -> int:
+    """Block until SIGTERM (exit 0) or until the message loop stops (exit 5)."""
+    while not stopping.wait(TICK_SECONDS):
+        if not host.running:
+            log.error("instance message loop stopped: %s", host.error or "no reason given")
+            return EXIT_LOOP_STOPPED
+    return EXIT_STOPPED
 
 
 if __name__ == "__main__":

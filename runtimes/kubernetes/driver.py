@@ -35,7 +35,11 @@ logged once and shown in the status of the function's instances.
 Status comes from ONE watch per namespace on pods labelled
 ``component=function,fnworker/job-name``; restarts are the containers'
 ``restartCount`` (plus the restarts this driver did by deleting a pod).
-Metrics are not collected from the pods yet (``metrics`` returns zero counters).
+Counters (and the instance's own status fields: received, processed, exceptions,
+latency) are read from each held pod's control port (``grpcPort``, plain HTTP; see
+``runtimes/instance/pod_server.py``) at the pod IP the watch reports, every
+``expectedMetricsCollectionInterval`` seconds (default 30, Pulsar's): no cluster
+DNS, so ``kubernetesServiceDomainSuffix`` is not needed.
 """
 
 from __future__ import annotations
@@ -54,13 +58,12 @@ from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio import watch as k8s_watch
 
-from fnworker.runtimes.driver import InstanceMetrics, InstanceSpec
+from fnworker.runtimes.driver import InstanceMetrics, InstanceSpec, RuntimeCallError
 from fnworker.runtimes.kubernetes import names
 from fnworker.runtimes.kubernetes.customizer import ManifestCustomizer, load_customizer
 from fnworker.runtimes.kubernetes.errors import ManifestError
 from fnworker.runtimes.kubernetes.manifests import (
     FQFN_ANNOTATION,
-    AuthMaterial,
     KubernetesSettings,
     RenderedJob,
     render,
@@ -86,7 +89,7 @@ PLURALS: Final = {"StatefulSet": "statefulsets", "Service": "services", "Secret"
 MERGE_PATCH: Final = "application/merge-patch+json"
 
 
-class KubernetesError(Exception):
+class KubernetesError(RuntimeCallError):
     """A Kubernetes API call failed; ``str()`` is one sentence for logs and status."""
 
     def __init__(self, sentence: str, code: int = 0) -> None:
@@ -150,6 +153,14 @@ class PodState(msgspec.Struct, kw_only=True):
     ready: bool = False
     restarts: int = 0
     waiting: str = ""
+    ip: str = ""
+
+
+class PodReading(msgspec.Struct, kw_only=True):
+    """An instance's status and counters as its pod last reported them."""
+
+    status: InstanceStatusData
+    metrics: InstanceMetrics
 
 
 class FunctionJob(msgspec.Struct, kw_only=True):
@@ -161,6 +172,8 @@ class FunctionJob(msgspec.Struct, kw_only=True):
     error: str = ""
     restarts: dict[int, int] = {}
     pending_delete: asyncio.Task[None] | None = None
+    collected: dict[int, PodReading] = {}
+    """What each instance's pod last answered on its control port."""
 
 
 class KubernetesRuntime:
@@ -179,7 +192,8 @@ class KubernetesRuntime:
         retry: RetryPolicy | None = None,
         delete_grace_seconds: float = 10.0,
         worker_id: str = "",
-        auth_for: Callable[[InstanceSpec], AuthMaterial | None] | None = None,
+        collect_interval_seconds: float = 30.0,
+        in_cluster_only: bool = False,
     ) -> None:
         self.settings = settings
         self.k8_uri = k8_uri or ""
@@ -188,7 +202,10 @@ class KubernetesRuntime:
         self.retry = retry or RetryPolicy()
         self.delete_grace_seconds = delete_grace_seconds
         self.worker_id = worker_id
-        self.auth_for = auth_for
+        self.collect_interval_seconds = collect_interval_seconds
+        self.in_cluster_only = in_cluster_only
+        self._collector: asyncio.Task[None] | None = None
+        self._http: aiohttp.ClientSession | None = None
         self._jobs: dict[str, FunctionJob] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._pods: dict[str, dict[str, PodState]] = {}
@@ -209,8 +226,7 @@ class KubernetesRuntime:
             try:
                 if self.settings.kubernetes_secrets:
                     check_secrets(spec.function.config.secrets)
-                auth = self.auth_for(spec) if self.auth_for is not None else None
-                rendered = render(spec.function, self.settings, self.customizer, auth)
+                rendered = render(spec.function, self.settings, self.customizer)
             except ManifestError as error:
                 job.error = str(error)
                 self._report(job.error, instance=spec.instance)
@@ -273,7 +289,7 @@ class KubernetesRuntime:
         index = job.instances[instance].index
         pod = f"{job.rendered.name}-{index}"
         try:
-            await self._call(
+            await self.call(
                 "delete", "pods", job.rendered.namespace, pod, "delete_namespaced_pod",
                 pod, job.rendered.namespace,
             )  # fmt: skip
@@ -300,17 +316,23 @@ class KubernetesRuntime:
             return InstanceStatusData(
                 running=False, error=error, num_restarts=restarts, worker_id=spec.worker_id
             )
-        return InstanceStatusData(
+        reading = job.collected.get(spec.index)
+        counters = reading.status if reading is not None else InstanceStatusData()
+        return msgspec.structs.replace(
+            counters,
             running=pod.phase == "Running" and pod.ready,
-            error=error or pod.waiting,
+            error=error or pod.waiting or counters.error,
             num_restarts=restarts + pod.restarts,
             worker_id=spec.worker_id,
         )
 
     def metrics(self, instance: InstanceId) -> InstanceMetrics | None:
-        """Zero counters for a held instance (pod metrics are not collected yet)."""
+        """The counters the instance's pod last reported (zero before the first read)."""
         job = self._jobs.get(_fqfn_of(instance))
-        return InstanceMetrics() if job is not None and instance in job.instances else None
+        if job is None or instance not in job.instances:
+            return None
+        reading = job.collected.get(job.instances[instance].index)
+        return reading.metrics if reading is not None else InstanceMetrics()
 
     def instances(self) -> set[InstanceId]:
         """Every instance held."""
@@ -320,6 +342,9 @@ class KubernetesRuntime:
         """Stop the watches, cancel pending deletes (functions keep running), close the client."""
         tasks = list(self._watches.values())
         tasks += [job.pending_delete for job in self._jobs.values() if job.pending_delete]
+        if self._collector is not None:
+            tasks.append(self._collector)
+            self._collector = None
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -330,6 +355,9 @@ class KubernetesRuntime:
         api, self._api = self._api, None
         if api is not None:
             await api.close()
+        http, self._http = self._http, None
+        if http is not None:
+            await http.close()
 
     # -- test and tool helpers -----------------------------------------------------
 
@@ -375,7 +403,7 @@ class KubernetesRuntime:
                     if error.code != 404:
                         raise
             try:
-                await self._call(
+                await self.call(
                     "create", resource, namespace, name, f"create_namespaced_{suffix}",
                     namespace, obj,
                 )  # fmt: skip
@@ -389,14 +417,14 @@ class KubernetesRuntime:
     async def _patch(self, resource: str, namespace: str, name: str, obj: dict[str, Any]) -> None:
         """A JSON merge patch with the whole rendered object (lists are replaced)."""
         suffix = RESOURCES[resource][2]
-        await self._call(
+        await self.call(
             "patch", resource, namespace, name, f"patch_namespaced_{suffix}",
             name, namespace, obj, _content_type=MERGE_PATCH,
         )  # fmt: skip
 
     async def _check_owner(self, function: FunctionRecord, namespace: str, name: str) -> None:
         """Refuse to take over a StatefulSet of another function with the same job name."""
-        existing = await self._call(
+        existing = await self.call(
             "get", "statefulsets", namespace, name, "read_namespaced_stateful_set", name, namespace
         )
         owner = (existing.metadata.annotations or {}).get(FQFN_ANNOTATION)
@@ -425,7 +453,7 @@ class KubernetesRuntime:
         """Delete the StatefulSet (if this worker still owns it), Service and Secret."""
         namespace, name = rendered.namespace, rendered.name
         try:
-            existing = await self._call(
+            existing = await self.call(
                 "get", "statefulsets", namespace, name, "read_namespaced_stateful_set",
                 name, namespace,
             )  # fmt: skip
@@ -440,7 +468,7 @@ class KubernetesRuntime:
                 return
             body = {"preconditions": {"resourceVersion": existing.metadata.resource_version}}
             try:
-                await self._call(
+                await self.call(
                     "delete", "statefulsets", namespace, name, "delete_namespaced_stateful_set",
                     name, namespace, body=body,
                 )  # fmt: skip
@@ -452,12 +480,12 @@ class KubernetesRuntime:
                     self._report(str(error), job=name)
                     return
         others = [("services", name)]
-        if rendered.secret is not None:
-            others.append(("secrets", rendered.secret["metadata"]["name"]))
+        if rendered.auth_secret_name is not None:
+            others.append(("secrets", rendered.auth_secret_name))
         for resource, object_name in others:
             suffix = RESOURCES[resource][2]
             try:
-                await self._call(
+                await self.call(
                     "delete", resource, namespace, object_name, f"delete_namespaced_{suffix}",
                     object_name, namespace,
                 )  # fmt: skip
@@ -476,14 +504,25 @@ class KubernetesRuntime:
                 if self.k8_uri:
                     configuration.host = self.k8_uri.rstrip("/")
                 else:
-                    try:
-                        k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-                    except k8s_config.ConfigException:
-                        await k8s_config.load_kube_config(client_configuration=configuration)
+                    await self._configure_from_environment(configuration)
                 self._api = k8s.ApiClient(configuration)
             return self._api
 
-    async def _call(
+    async def _configure_from_environment(self, configuration: k8s.Configuration) -> None:
+        """In-cluster service account (required with ``submittingInsidePod``), else the
+        in-cluster account when there is one, else ``~/.kube/config``."""
+        try:
+            k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        except k8s_config.ConfigException as error:
+            if self.in_cluster_only:
+                raise KubernetesError(
+                    "functionRuntimeFactoryConfigs submittingInsidePod is true but this worker "
+                    f"is not in a pod with a service account ({error}); set k8Uri to the API "
+                    "server's URL, or set submittingInsidePod to false to use ~/.kube/config"
+                ) from None
+            await k8s_config.load_kube_config(client_configuration=configuration)
+
+    async def call(
         self, verb: str, resource: str, namespace: str, name: str, method: str,
         *args: Any, **kwargs: Any,
     ) -> Any:  # fmt: skip
@@ -520,11 +559,13 @@ class KubernetesRuntime:
     # -- the pod watch -------------------------------------------------------------
 
     def _ensure_watch(self, namespace: str) -> None:
-        """Start the one pod watch of ``namespace`` if it is not running."""
+        """Start the one pod watch of ``namespace`` (and the collector) if not running."""
         task = self._watches.get(namespace)
         if task is None or task.done():
             self._pods.setdefault(namespace, {})
             self._watches[namespace] = asyncio.create_task(self._watch_pods(namespace))
+        if self._collector is None or self._collector.done():
+            self._collector = asyncio.create_task(self._collect_forever())
 
     async def _watch_pods(self, namespace: str) -> None:
         """Keep ``_pods[namespace]`` current from a label-selected pod watch, forever."""
@@ -579,7 +620,56 @@ class KubernetesRuntime:
             ready=bool(containers) and all(c.get("ready") for c in containers),
             restarts=sum(int(c.get("restartCount", 0)) for c in containers),
             waiting=waiting[0].strip() if waiting else "",
+            ip=status.get("podIP", "") or "",
         )
+
+    # -- reading the pods' control ports -------------------------------------------
+
+    async def _collect_forever(self) -> None:
+        """Every ``collect_interval_seconds``, read status and counters of this worker's
+        running pods from their control ports (``grpcPort``, at the watched pod IP)."""
+        while True:
+            await asyncio.sleep(self.collect_interval_seconds)
+            try:
+                await self.collect_once()
+            except Exception as error:  # noqa: BLE001 - the collector must go on
+                log.warning("collecting pod status failed", error=repr(error))
+
+    async def collect_once(self) -> None:
+        """One read of every held instance's running pod (at most 32 at a time)."""
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+        gate = asyncio.Semaphore(32)
+        reads = [
+            self._read_pod(job, spec.index, pod, gate)
+            for job in list(self._jobs.values())
+            if job.rendered is not None
+            for spec in list(job.instances.values())
+            if (pod := self._pod_of(job, spec.index)) is not None and pod.ip and pod.ready
+        ]
+        await asyncio.gather(*reads)
+
+    def _pod_of(self, job: FunctionJob, index: int) -> PodState | None:
+        """What the watch last saw of the function's pod ``index``."""
+        assert job.rendered is not None
+        return self._pods.get(job.rendered.namespace, {}).get(f"{job.rendered.name}-{index}")
+
+    async def _read_pod(
+        self, job: FunctionJob, index: int, pod: PodState, gate: asyncio.Semaphore
+    ) -> None:
+        """GET the pod's /status and /stats; a failed read keeps the last reading."""
+        assert self._http is not None
+        base = f"http://{_host(pod.ip)}:{self.settings.grpc_port}"
+        async with gate:
+            try:
+                async with self._http.get(f"{base}/status") as reply:
+                    status = msgspec.json.decode(await reply.read(), type=InstanceStatusData)
+                async with self._http.get(f"{base}/stats") as reply:
+                    metrics = msgspec.json.decode(await reply.read(), type=InstanceMetrics)
+            except (aiohttp.ClientError, TimeoutError, OSError, msgspec.DecodeError) as error:
+                log.debug("reading a pod failed", pod=base, error=repr(error))
+                return
+        job.collected[index] = PodReading(status=status, metrics=metrics)
 
     # -- helpers -------------------------------------------------------------------
 
@@ -591,6 +681,11 @@ class KubernetesRuntime:
         if sentence not in self._reported:
             self._reported.add(sentence)
             log.error(sentence, **context)
+
+
+def _host(ip: str) -> str:
+    """An IP as the host part of a URL (IPv6 in brackets)."""
+    return f"[{ip}]" if ":" in ip else ip
 
 
 def _fqfn_of(instance: InstanceId) -> str:
@@ -627,4 +722,6 @@ def from_worker_config(config: WorkerConfig, *, worker_id: str = "") -> Kubernet
         requests_per_second=factory.k8_requests_per_second,
         burst=factory.k8_request_burst,
         worker_id=worker_id,
+        collect_interval_seconds=float(factory.expected_metrics_collection_interval),
+        in_cluster_only=factory.submitting_inside_pod and not factory.k8_uri,
     )

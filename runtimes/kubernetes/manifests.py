@@ -81,6 +81,22 @@ class AuthMaterial:
     ca_pem: bytes | None = dataclasses.field(default=None, repr=False)
 
 
+class AuthMount(msgspec.Struct, frozen=True, kw_only=True):
+    """The Secret a function's pods mount at /etc/auth, and whether it holds ``ca.pem``."""
+
+    secret_name: str
+    with_ca: bool = False
+
+
+class JobIdentity(msgspec.Struct, frozen=True, kw_only=True):
+    """A function's job name, Kubernetes namespace and labels (after customizing)."""
+
+    name: str
+    namespace: str
+    selector: dict[str, str]
+    labels: dict[str, str]
+
+
 class RenderedJob(msgspec.Struct, frozen=True, kw_only=True):
     """Every object of one function, ready to apply, with where it goes."""
 
@@ -89,6 +105,9 @@ class RenderedJob(msgspec.Struct, frozen=True, kw_only=True):
     service: dict[str, Any]
     stateful_set: dict[str, Any]
     secret: dict[str, Any] | None = None
+    """The auth Secret to apply (only when rendered from an AuthMaterial, as the CLI does)."""
+    auth_secret_name: str | None = None
+    """The Secret the pods mount their token from, deleted with the function."""
 
     def objects(self) -> list[dict[str, Any]]:
         """The objects in the order to create them: Secret, Service, StatefulSet."""
@@ -156,13 +175,12 @@ def dependencies_dir(factory: RuntimeFactoryConfig) -> str:
     return f"{factory.pulsar_root_dir.rstrip('/')}/{given}"
 
 
-def render(
+def job_identity(
     function: FunctionRecord,
     settings: KubernetesSettings,
     customizer: ManifestCustomizer | None = None,
-    auth: AuthMaterial | None = None,
-) -> RenderedJob:
-    """The Service, StatefulSet and (with ``auth``) Secret of ``function``."""
+) -> JobIdentity:
+    """The job name, namespace and labels of ``function`` (the customizer may rename)."""
     customizer = customizer or NoOpCustomizer()
     tenant, namespace, name = split_fqfn(function.fqfn)
     custom_name = customizer.customize_name(function, settings.job_name)
@@ -171,20 +189,49 @@ def render(
         "jobNamespace", customizer.customize_namespace(function, settings.job_namespace)
     )
     selector = selector_labels(function, job)
-    labels = {**custom_labels(settings), **selector}
-    secret = auth_secret(job, job_namespace, labels, auth) if auth is not None else None
+    return JobIdentity(
+        name=job, namespace=job_namespace, selector=selector,
+        labels={**custom_labels(settings), **selector},
+    )  # fmt: skip
+
+
+def render(
+    function: FunctionRecord,
+    settings: KubernetesSettings,
+    customizer: ManifestCustomizer | None = None,
+    auth: AuthMaterial | None = None,
+) -> RenderedJob:
+    """The Service and StatefulSet of ``function``; its pods mount the Secret its
+    ``auth`` record names. With ``auth`` material (the CLI's preview) the Secret
+    itself is rendered too."""
+    customizer = customizer or NoOpCustomizer()
+    identity = job_identity(function, settings, customizer)
+    job, job_namespace = identity.name, identity.namespace
+    labels, selector = identity.labels, identity.selector
+    secret = auth_secret(identity, auth) if auth is not None else None
+    mount = auth_mount(function, secret)
     service = customizer.customize_service(
         function, service_manifest(job, job_namespace, labels, selector, settings)
     )
     service["metadata"].update(name=job, namespace=job_namespace)
     stateful_set = customizer.customize_stateful_set(
         function,
-        stateful_set_manifest(function, job, job_namespace, labels, selector, settings, secret),
+        stateful_set_manifest(function, job, job_namespace, labels, selector, settings, mount),
     )
     stateful_set["metadata"].update(name=job, namespace=job_namespace)
     return RenderedJob(
-        name=job, namespace=job_namespace, service=service, stateful_set=stateful_set, secret=secret
-    )
+        name=job, namespace=job_namespace, service=service, stateful_set=stateful_set,
+        secret=secret, auth_secret_name=mount.secret_name if mount is not None else None,
+    )  # fmt: skip
+
+
+def auth_mount(function: FunctionRecord, secret: Mapping[str, Any] | None) -> AuthMount | None:
+    """What the pods mount: the rendered Secret, else the one the function's record names."""
+    if secret is not None:
+        return AuthMount(secret_name=secret["metadata"]["name"], with_ca="ca.pem" in secret["data"])
+    if function.auth is not None:
+        return AuthMount(secret_name=function.auth.secret_name, with_ca=function.auth.with_ca)
+    return None
 
 
 def selector_labels(function: FunctionRecord, job: str) -> dict[str, str]:
@@ -231,7 +278,7 @@ def stateful_set_manifest(
     labels: Mapping[str, str],
     selector: Mapping[str, str],
     settings: KubernetesSettings,
-    secret: Mapping[str, Any] | None,
+    mount: AuthMount | None,
 ) -> dict[str, Any]:
     """One pod per instance, all started at once, behind the headless Service."""
     return {
@@ -253,7 +300,7 @@ def stateful_set_manifest(
                     "labels": dict(labels),
                     "annotations": pod_annotations(function, settings),
                 },
-                "spec": pod_spec(function, settings, secret),
+                "spec": pod_spec(function, settings, mount),
             },
         },
     }
@@ -269,7 +316,7 @@ def pod_annotations(function: FunctionRecord, settings: KubernetesSettings) -> d
 
 
 def pod_spec(
-    function: FunctionRecord, settings: KubernetesSettings, secret: Mapping[str, Any] | None
+    function: FunctionRecord, settings: KubernetesSettings, mount: AuthMount | None
 ) -> dict[str, Any]:
     """The pod: one container, Pulsar's not-ready tolerations, the auth volume if any."""
     spec: dict[str, Any] = {
@@ -279,17 +326,15 @@ def pod_spec(
             {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 10}
             for key in NOT_READY_TOLERATIONS
         ],
-        "containers": [container(function, settings, secret)],
+        "containers": [container(function, settings, mount)],
     }
-    if secret is not None:
-        spec["volumes"] = [
-            {"name": AUTH_VOLUME, "secret": {"secretName": secret["metadata"]["name"]}}
-        ]
+    if mount is not None:
+        spec["volumes"] = [{"name": AUTH_VOLUME, "secret": {"secretName": mount.secret_name}}]
     return spec
 
 
 def container(
-    function: FunctionRecord, settings: KubernetesSettings, secret: Mapping[str, Any] | None
+    function: FunctionRecord, settings: KubernetesSettings, mount: AuthMount | None
 ) -> dict[str, Any]:
     """The ``pulsarfunction`` container that runs the instance host."""
     result: dict[str, Any] = {
@@ -297,12 +342,12 @@ def container(
         "image": image_of(function, settings),
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["python", "-m", POD_MAIN_MODULE],
-        "args": pod_args(function, settings, secret),
+        "args": pod_args(function, settings, mount),
         "env": pod_env(function, settings),
         "ports": container_ports(settings),
         "resources": resources_of(function, settings),
     }
-    if secret is not None:
+    if mount is not None:
         result["volumeMounts"] = [{"name": AUTH_VOLUME, "mountPath": AUTH_MOUNT, "readOnly": True}]
     return result
 
@@ -323,7 +368,7 @@ def image_of(function: FunctionRecord, settings: KubernetesSettings) -> str:
 
 
 def pod_args(
-    function: FunctionRecord, settings: KubernetesSettings, secret: Mapping[str, Any] | None
+    function: FunctionRecord, settings: KubernetesSettings, mount: AuthMount | None
 ) -> list[str]:
     """pod_main's arguments; ``$(POD_NAME)`` is expanded by the kubelet."""
     tenant, namespace, name = split_fqfn(function.fqfn)
@@ -340,17 +385,18 @@ def pod_args(
     ]  # fmt: skip
     if settings.metrics_port is not None:
         args += ["--metrics-port", str(settings.metrics_port)]
-    if secret is not None:
+    if mount is not None:
         args += ["--auth-token-file", f"{AUTH_MOUNT}/token"]
-        if "ca.pem" in secret["data"]:
+        if mount.with_ca:
             args += ["--tls-trust-cert-path", f"{AUTH_MOUNT}/ca.pem"]
     return args
 
 
 def pod_env(function: FunctionRecord, settings: KubernetesSettings) -> list[dict[str, Any]]:
-    """POD_NAME from the pod's name, PYTHONPATH, and one variable per secret."""
+    """POD_NAME and POD_IP from the pod, PYTHONPATH, and one variable per secret."""
     env: list[dict[str, Any]] = [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
         {"name": "PYTHONPATH", "value": settings.dependencies_dir},
     ]
     if settings.kubernetes_secrets:
@@ -391,17 +437,20 @@ def millicores(cpu: float) -> str:
     return f"{max(1, round(cpu * 1000))}m"
 
 
-def auth_secret(
-    job: str, job_namespace: str, labels: Mapping[str, str], auth: AuthMaterial
-) -> dict[str, Any]:
-    """The Secret the pods read their token (and the cluster CA) from, base64-encoded."""
+def auth_secret(identity: JobIdentity, auth: AuthMaterial) -> dict[str, Any]:
+    """The Secret ``<job>-auth`` the pods read their token (and the cluster CA) from,
+    base64-encoded; deterministic, so storing it again is idempotent."""
     data = {"token": _b64(auth.token.encode())}
     if auth.ca_pem is not None:
         data["ca.pem"] = _b64(auth.ca_pem)
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": f"{job}-auth", "namespace": job_namespace, "labels": dict(labels)},
+        "metadata": {
+            "name": f"{identity.name}-auth",
+            "namespace": identity.namespace,
+            "labels": dict(identity.labels),
+        },
         "type": "Opaque",
         "data": data,
     }

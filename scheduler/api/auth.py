@@ -161,6 +161,15 @@ def authenticate(request: web.Request, security: WebSecurity, now: float) -> str
     raise AuthenticationFailed(_missing(security))
 
 
+def submitted_token(request: web.Request) -> str | None:
+    """The bearer token an authenticated request came with (a function created or
+    updated with it keeps it for its instances), else None."""
+    if request.get(CALLER) is None:
+        return None
+    scheme, _, token = request.headers.get(hdrs.AUTHORIZATION, "").strip().partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
 def _missing(security: WebSecurity) -> str:
     """The 401 reason when no credentials came."""
     wanted = []

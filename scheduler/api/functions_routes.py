@@ -16,7 +16,7 @@ from aiohttp import hdrs, web
 
 from fnworker.runtimes.driver import InstanceMetrics
 from fnworker.scheduler.admin import FunctionStats, PackageSource
-from fnworker.scheduler.api.auth import check_register, check_update
+from fnworker.scheduler.api.auth import check_register, check_update, submitted_token
 from fnworker.scheduler.api.multipart import Form, read_file, receive_form
 from fnworker.scheduler.api.replies import empty_reply, json_reply
 from fnworker.scheduler.api.route_table import (
@@ -73,7 +73,9 @@ async def register_function(request: web.Request) -> web.Response:
         config = decode_function_config(form.require("functionConfig", CONFIG_WHAT))
         source = package_source(form)
         check_register(request, names, config, source)
-        await request.app[ADMIN].register(*names, config, source)
+        await request.app[ADMIN].register(
+            *names, config, source, auth_token=submitted_token(request)
+        )
     return empty_reply()
 
 
@@ -86,7 +88,7 @@ async def update_function(request: web.Request) -> web.Response:
         check_update_options(form.texts.get("updateOptions"))
         source = package_source(form)
         check_update(request, names, update, source)
-        await request.app[ADMIN].update(*names, update, source)
+        await request.app[ADMIN].update(*names, update, source, auth_token=submitted_token(request))
     return empty_reply()
 
 

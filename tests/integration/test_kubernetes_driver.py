@@ -4,15 +4,18 @@ Kubernetes 1.30 schemas and runs a toy StatefulSet controller."""
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
+import msgspec
 import pytest
 
-from fnworker.runtimes.driver import ClientSettings, InstanceSpec
+from fnworker.runtimes.driver import ClientSettings, InstanceSpec, RuntimeCallError
+from fnworker.runtimes.kubernetes.auth_provider import KubernetesSecretsTokenAuthProvider
 from fnworker.runtimes.kubernetes.driver import (
     OWNER_ANNOTATION,
     KubernetesRuntime,
@@ -20,9 +23,15 @@ from fnworker.runtimes.kubernetes.driver import (
     TokenBucket,
     forbidden_sentence,
 )
-from fnworker.runtimes.kubernetes.manifests import AuthMaterial, KubernetesSettings
+from fnworker.runtimes.kubernetes.manifests import KubernetesSettings
 from fnworker.runtimes.registry import AVAILABLE, create_driver
-from fnworker.scheduler.records import FunctionConfig, FunctionRecord, fqfn_of, instance_id_of
+from fnworker.scheduler.records import (
+    FunctionAuthSpec,
+    FunctionConfig,
+    FunctionRecord,
+    fqfn_of,
+    instance_id_of,
+)
 from fnworker.scheduler.worker_config import RuntimeFactoryConfig
 from tests.kubernetes_api import KubernetesApi
 
@@ -97,19 +106,62 @@ async def test_deploy_creates_valid_service_and_stateful_set(
     await eventually(lambda: all(driver.status(spec(record, i).instance).running for i in (0, 1)))  # type: ignore[union-attr]
 
 
-async def test_auth_secret_is_created_and_deleted_with_the_function(
+async def test_token_secret_is_stored_mounted_and_deleted_with_the_function(
     kubernetes_api: KubernetesApi,
     make_driver: Callable[..., KubernetesRuntime],
 ) -> None:
-    driver = make_driver(auth_for=lambda _spec: AuthMaterial("token-value", b"ca"))
-    record = function()
+    driver = make_driver()
+    provider = KubernetesSecretsTokenAuthProvider(driver, ca_pem=b"-----CA-----")
+    auth = await provider.cache_auth(function(), "token-value")
+    assert auth == FunctionAuthSpec(secret_name=f"{JOB}-auth", with_ca=True)
+    secret = kubernetes_api.get("secrets", "default", f"{JOB}-auth")
+    assert secret is not None
+    assert base64.b64decode(secret["data"]["token"]) == b"token-value"
+    assert base64.b64decode(secret["data"]["ca.pem"]) == b"-----CA-----"
+    record = msgspec.structs.replace(function(), auth=auth)
     await driver.start(spec(record))
-    assert kubernetes_api.names("secrets") == [f"{JOB}-auth"]
+    stateful_set = kubernetes_api.get("statefulsets", "default", JOB)
+    assert stateful_set is not None
+    pod = stateful_set["spec"]["template"]["spec"]
+    assert pod["volumes"] == [{"name": "function-auth", "secret": {"secretName": f"{JOB}-auth"}}]
+    args = pod["containers"][0]["args"]
+    assert args[args.index("--auth-token-file") + 1] == "/etc/auth/token"
+    assert args[args.index("--tls-trust-cert-path") + 1] == "/etc/auth/ca.pem"
+    assert "token-value" not in repr(stateful_set)
+    # A second token overwrites the first; the driver applies nothing new.
+    await provider.cache_auth(record, "second-token")
+    secret = kubernetes_api.get("secrets", "default", f"{JOB}-auth")
+    assert secret is not None and base64.b64decode(secret["data"]["token"]) == b"second-token"
     await driver.stop(spec(record).instance)
     assert kubernetes_api.names("secrets") == []
     assert kubernetes_api.names("statefulsets") == kubernetes_api.names("services") == []
     assert kubernetes_api.names("pods") == []
     assert driver.instances() == set()
+
+
+async def test_an_update_without_a_token_deletes_the_secret(
+    kubernetes_api: KubernetesApi,
+    make_driver: Callable[..., KubernetesRuntime],
+) -> None:
+    provider = KubernetesSecretsTokenAuthProvider(make_driver())
+    auth = await provider.cache_auth(function(), "token-value")
+    assert auth == FunctionAuthSpec(secret_name=f"{JOB}-auth", with_ca=False)
+    secret = kubernetes_api.get("secrets", "default", f"{JOB}-auth")
+    assert secret is not None and "ca.pem" not in secret["data"]
+    assert await provider.cache_auth(msgspec.structs.replace(function(), auth=auth), None) is None
+    assert kubernetes_api.names("secrets") == []
+
+
+async def test_a_forbidden_secret_is_one_sentence(
+    kubernetes_api: KubernetesApi,
+    make_driver: Callable[..., KubernetesRuntime],
+) -> None:
+    kubernetes_api.forbid("create", "secrets")
+    provider = KubernetesSecretsTokenAuthProvider(make_driver())
+    with pytest.raises(RuntimeCallError) as raised:
+        await provider.cache_auth(function(), "token-value")
+    assert str(raised.value) == forbidden_sentence("create", "secrets", "default")
+    assert "token-value" not in str(raised.value)
 
 
 async def test_update_patches_and_rolls_the_pods(
@@ -332,3 +384,26 @@ def test_retry_delays_grow_and_are_capped() -> None:
     assert 0.05 <= policy.delay(0) <= 0.1
     assert 0.4 <= policy.delay(3) <= 0.8
     assert all(0.5 <= policy.delay(n) <= 1.0 for n in range(4, 20))
+
+
+async def test_submitting_inside_pod_outside_a_pod_is_one_sentence_in_status(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    driver = KubernetesRuntime(
+        KubernetesSettings(), in_cluster_only=True, retry=RetryPolicy(attempts=1)
+    )
+    try:
+        await driver.start(spec(function()))
+        status = driver.status(spec(function()).instance)
+        assert status is not None and not status.running
+        assert status.error.startswith(
+            "functionRuntimeFactoryConfigs submittingInsidePod is true but this worker is not "
+            "in a pod with a service account"
+        )
+        assert status.error.endswith(
+            "set k8Uri to the API server's URL, or set submittingInsidePod to false to use "
+            "~/.kube/config"
+        )
+    finally:
+        await driver.aclose()

@@ -56,7 +56,13 @@ class FakeAdmin:
         return record
 
     async def register(
-        self, tenant: str, namespace: str, name: str, config: FunctionConfig, source: PackageSource
+        self,
+        tenant: str,
+        namespace: str,
+        name: str,
+        config: FunctionConfig,
+        source: PackageSource,
+        auth_token: str | None = None,
     ) -> FunctionRecord:
         fqfn = fqfn_of(tenant, namespace, name)
         if fqfn in self.records:
@@ -77,7 +83,13 @@ class FakeAdmin:
         )
 
     async def update(
-        self, tenant: str, namespace: str, name: str, config: FunctionConfig, source: PackageSource
+        self,
+        tenant: str,
+        namespace: str,
+        name: str,
+        config: FunctionConfig,
+        source: PackageSource,
+        auth_token: str | None = None,
     ) -> FunctionRecord:
         existing = self.get_function(tenant, namespace, name)
         merged = merge_update(existing.config, config)
@@ -216,10 +228,10 @@ async def test_the_temporary_upload_is_removed_after_the_request(
     seen: list[Path] = []
     original = admin.register
 
-    async def spy(*args: Any) -> FunctionRecord:
+    async def spy(*args: Any, **kwargs: Any) -> FunctionRecord:
         seen.append(args[4].upload.path)
         assert seen[0].exists()
-        return await original(*args)
+        return await original(*args, **kwargs)
 
     admin.register = spy  # type: ignore[method-assign]
     assert (await register(client)).status == 200

@@ -687,3 +687,17 @@ def test_geo_examples_load_into_their_own_namespace(cluster: str) -> None:
     assert loaded.config.pulsar_functions_cluster == cluster
     topics = cluster_topics(loaded.config.pulsar_functions_namespace)
     assert topics.coordinate == f"persistent://public/functions-{cluster}/coordinate"
+
+
+def test_a_kubernetes_domain_suffix_other_than_the_default_is_a_warning() -> None:
+    document = {"functionRuntimeFactoryConfigs": {"kubernetesServiceDomainSuffix": ".svc.corp"}}
+    loaded = parse_worker_config(document, {}, source="functions_worker.yml")
+    assert loaded.warnings == (
+        "functionRuntimeFactoryConfigs kubernetesServiceDomainSuffix '.svc.corp' is not used: "
+        "the worker reaches function pods at the IPs its pod watch reports, not through "
+        "cluster DNS",
+    )
+    default = {
+        "functionRuntimeFactoryConfigs": {"kubernetesServiceDomainSuffix": ".svc.cluster.local"}
+    }
+    assert parse_worker_config(default, {}, source="functions_worker.yml").warnings == ()

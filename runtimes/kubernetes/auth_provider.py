@@ -1,0 +1,76 @@
+"""The Kubernetes secrets token auth provider (Pulsar's
+``KubernetesSecretsTokenAuthProvider``): the token a function was created or updated
+with is kept in a Secret ``<job>-auth`` in the function's namespace (with the
+cluster CA as ``ca.pem`` when the worker has one), which its pods mount at
+``/etc/auth``. The function's record keeps only the Secret's name
+(``FunctionAuthSpec``), so no token ever travels on the coordination topics.
+
+The worker that serves the create/update request stores the Secret before the
+record is written (as Pulsar's ``cacheAuthData`` does); the driver deletes it with
+the StatefulSet when the function is deleted. An update without a token removes
+the Secret (Pulsar does the same). Calls go through the driver's client, rate
+limit and retries.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import structlog
+
+from fnworker.runtimes.kubernetes.driver import RESOURCES, KubernetesError, KubernetesRuntime
+from fnworker.runtimes.kubernetes.manifests import AuthMaterial, auth_secret, job_identity
+from fnworker.scheduler.records import FunctionAuthSpec, FunctionRecord
+
+log = structlog.get_logger("fnworker.runtime.kubernetes.auth")
+
+MERGE_PATCH: Final = "application/merge-patch+json"
+
+
+class KubernetesSecretsTokenAuthProvider:
+    """Stores a function's token in a Secret its pods mount; removes it when asked."""
+
+    def __init__(self, runtime: KubernetesRuntime, ca_pem: bytes | None = None) -> None:
+        self.runtime = runtime
+        self.ca_pem = ca_pem
+
+    async def cache_auth(
+        self, function: FunctionRecord, token: str | None
+    ) -> FunctionAuthSpec | None:
+        """Create or overwrite the function's Secret with ``token``; None without a token
+        (and any Secret an earlier version had is deleted)."""
+        if not token:
+            await self.clean_up(function)
+            return None
+        identity = job_identity(function, self.runtime.settings, self.runtime.customizer)
+        secret = auth_secret(identity, AuthMaterial(token, self.ca_pem))
+        name, namespace = secret["metadata"]["name"], identity.namespace
+        try:
+            await self.runtime.call(
+                "create", "secrets", namespace, name, "create_namespaced_secret", namespace, secret
+            )
+        except KubernetesError as error:
+            if error.code != 409:
+                raise
+            await self.runtime.call(
+                "patch", "secrets", namespace, name, "patch_namespaced_secret",
+                name, namespace, secret, _content_type=MERGE_PATCH,
+            )  # fmt: skip
+        log.info("function token stored", function=function.fqfn, secret=name, namespace=namespace)
+        return FunctionAuthSpec(secret_name=name, with_ca=self.ca_pem is not None)
+
+    async def clean_up(self, function: FunctionRecord) -> None:
+        """Delete the Secret the function's record names, if any (gone already is fine)."""
+        if function.auth is None:
+            return
+        namespace = job_identity(function, self.runtime.settings, self.runtime.customizer).namespace
+        name = function.auth.secret_name
+        suffix = RESOURCES["secrets"][2]
+        try:
+            await self.runtime.call(
+                "delete", "secrets", namespace, name, f"delete_namespaced_{suffix}", name, namespace
+            )
+        except KubernetesError as error:
+            if error.code != 404:
+                raise
+        log.info("function token removed", function=function.fqfn, secret=name)
