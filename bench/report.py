@@ -148,11 +148,66 @@ def rest_rows(data: dict[str, Any]) -> list[Row]:
     ]
 
 
+def kubernetes_rows(data: dict[str, Any]) -> list[Row]:
+    rows = {r["run"]: r for r in data["results"]}
+    d = rows["default"]
+    goal = data["goal"]
+    runs = d.get("runs_seconds") or [d["seconds"]]
+    spread = (
+        f"median of {len(runs)}: " + " / ".join(f"{t:.2f}" for t in runs)
+        if len(runs) > 1
+        else "1 run"
+    )
+    size = (
+        f"{goal['functions']:,} functions"
+        if goal["scaled_from"] == goal["functions"]
+        else f"{goal['functions']:,} functions (scaled from {goal['scaled_from']:,})"
+    )
+    out: list[Row] = [
+        (
+            (
+                f"e. Kubernetes driver → in-test API server: {size} submitted"
+                f" (limit {d['rate_limit_rps']:g} req/s)"
+            ),
+            f"{goal['scaled_seconds']:.2f} s ({spread})",
+            f"≤ {goal['seconds']:g} s",
+            met(goal["scaled_seconds"], goal["seconds"]),
+        ),
+    ]
+    rate = f"{d['functions_per_second']:,.0f}/s ({d['requests_per_second']:,.0f} req/s)"
+    if "no-validate" in rows:
+        baseline = rows["no-validate"]["seconds"]
+        rate += (
+            f"; baseline without validation {baseline:.2f} s (ratio {d['seconds'] / baseline:.2f})"
+        )
+    out.append(("e. Kubernetes: functions/s (median run)", rate, "–", "–"))
+    projection = data.get("go_client_projection")
+    if projection:
+        slow = rows["go-client"]
+        out.append(
+            (
+                (
+                    f"e. Kubernetes at client-go's {slow['rate_limit_rps']:g} req/s:"
+                    f" {projection['functions']:,} functions (**projected**, not measured)"
+                ),
+                (
+                    f"~{projection['from_measured_rate_s']:.0f} s projected"
+                    f" ({slow['functions']} measured at"
+                    f" {projection['steady_requests_per_second']:.2f} req/s)"
+                ),
+                "–",
+                "–",
+            )
+        )
+    return out
+
+
 SOURCES: list[tuple[str, str, Callable[[dict[str, Any]], list[Row]]]] = [
     ("placement.json", "placement_bench.py", placement_rows),
     ("fleet.json", "fleet_bench.py", fleet_rows),
     ("failover.json", "failover_bench.py", failover_rows),
     ("process.json", "process_bench.py", process_rows),
+    ("kubernetes.json", "kubernetes_bench.py", kubernetes_rows),
     ("memory.json", "memory_bench.py", memory_rows),
     ("rest.json", "rest_bench.py", rest_rows),
 ]
@@ -174,26 +229,30 @@ def summary_section(folder: Path) -> str:
         (
             f"Summary of the latest full runs (machine of the report: nproc {m['nproc']},"
             f' CPU "{m["cpu"]}", Python {m["python"]}; a noisy shared VM). Values are'
-            " medians where the bench repeats (a, b, d: 3-5 runs; c: p50 and max of the"
+            " medians where the bench repeats (a, b, d, e: 3-5 runs; c: p50 and max of the"
             " trials); f and g are the last single run, see their sections for the spread."
         ),
         "",
         "| Measure | Value | Goal (2 cores) | Met | Bench | Run (UTC) |",
         "|---|---|---|:---:|---|---|",
     ]
+    table: list[tuple[str, str]] = []  # (scenario letter, line); "~" sorts last
     for file, script, rows_of in SOURCES:
         path = folder / file
         if not path.exists():
-            lines.append(f"| – | not run | – | – | `{script}` | – |")
+            table.append(("~", f"| – | not run | – | – | `{script}` | – |"))
             continue
         data = json.loads(path.read_text())
         try:
             rows = rows_of(data)
         except (KeyError, TypeError, ValueError, ZeroDivisionError) as error:
-            lines.append(f"| – | unreadable ({error!r}) | – | – | `{script}` | – |")
+            table.append(("~", f"| – | unreadable ({error!r}) | – | – | `{script}` | – |"))
             continue
         for measure, value, goal, ok in rows:
-            lines.append(f"| {measure} | {value} | {goal} | {ok} | `{script}` | {date_of(data)} |")
+            line = f"| {measure} | {value} | {goal} | {ok} | `{script}` | {date_of(data)} |"
+            table.append((measure[0], line))
+    # In scenario order a-g (process_bench.py has d and f rows); stable within a letter.
+    lines += [line for _, line in sorted(table, key=lambda item: item[0])]
     pngs = ", ".join(f"[{p.name}](results/{p.name})" for p in sorted(folder.glob("*.png")))
     lines += ["", f"Plots: {pngs or 'none yet'}.", "", END]
     return "\n".join(lines)

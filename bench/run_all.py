@@ -96,10 +96,12 @@ def _rest(data: dict[str, Any]) -> str:
 def _kubernetes(data: dict[str, Any]) -> str:
     rows = {r["run"]: r for r in data["results"]}
     d = rows["default"]
+    runs = d.get("runs_seconds") or [d["seconds"]]
+    median = f", median of {len(runs)}" if len(runs) > 1 else ""
     text = (
         f"{d['functions']:,} functions in {d['seconds']:.1f} s"
         f" ({d['functions_per_second']:.0f}/s, {d['requests_per_second']:.0f} req/s"
-        f" at limit {d['rate_limit_rps']:g}/s)"
+        f" at limit {d['rate_limit_rps']:g}/s{median})"
     )
     projection = data.get("go_client_projection")
     if projection:

@@ -25,18 +25,23 @@ Simplifications, on purpose:
 Faults: ``forbid(verb, resource)`` answers 403 Forbidden to every such request;
 ``fail_once(verb, resource, code)`` answers ``code`` (500, 429, 409...) once.
 ``requests`` records ``(verb, resource, namespace, name)`` of every request.
+
+Pods are only objects unless a kubelet is attached (``KubernetesApi(kubelet=...)``,
+``tests/kubernetes_kubelet.py``): it is told of every pod stored new or removed and
+writes their status back with ``set_pod_status`` (MODIFIED events).
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import copy
 import datetime
 import json
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import kubernetes_validate
 import pytest
@@ -100,10 +105,21 @@ def selector_matches(selector: str, labels: dict[str, str]) -> bool:
     return True
 
 
+class PodRunner(Protocol):
+    """What runs the stored pods (the fake kubelet): told of every pod added or removed."""
+
+    def pod_added(self, pod: dict[str, Any]) -> None:
+        """A pod is about to be stored new; may fill in its ``status``."""
+
+    def pod_removed(self, pod: dict[str, Any]) -> None:
+        """A pod was removed from the store."""
+
+
 class KubernetesApi:
     """The server's state, its fault switches and the aiohttp application."""
 
-    def __init__(self) -> None:
+    def __init__(self, kubelet: PodRunner | None = None) -> None:
+        self.kubelet = kubelet
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.resource_version = 0
         self.history: list[tuple[int, str, str, str, dict[str, Any]]] = []
@@ -155,6 +171,17 @@ class KubernetesApi:
             status["ready"] = False
             status["state"] = {"waiting": {"reason": "CrashLoopBackOff", "message": message}}
         await self._store("MODIFIED", "pods", namespace, pod, stored)
+
+    async def set_pod_status(
+        self, namespace: str, name: str, uid: str, status: dict[str, Any]
+    ) -> bool:
+        """Replace the status of pod ``uid`` (a MODIFIED event); False if it is gone."""
+        stored = self.objects.get(("pods", namespace, name))
+        if stored is None or stored["metadata"]["uid"] != uid:
+            return False
+        stored = {**stored, "status": status}
+        await self._store("MODIFIED", "pods", namespace, name, stored)
+        return True
 
     # -- handlers ------------------------------------------------------------------
 
@@ -347,9 +374,14 @@ class KubernetesApi:
             for (r, ns, _n), obj in sorted(self.objects.items()):
                 if wanted(r, ns, obj):
                     await _send(response, "ADDED", obj)
+        # Each pass reads only the events it has not read (history is in
+        # resourceVersion order); rescanning all of it on every change cost N squared.
+        index = bisect.bisect_right(self.history, position, key=lambda entry: entry[0])
         while True:
-            for version, event, r, ns, obj in self.history:
-                if version > position and wanted(r, ns, obj):
+            while index < len(self.history):  # events stored while sending are read too
+                _version, event, r, ns, obj = self.history[index]
+                index += 1
+                if wanted(r, ns, obj):
                     await _send(response, event, obj)
             position = self.resource_version
             async with self.changed:
@@ -368,6 +400,8 @@ class KubernetesApi:
         body["apiVersion"], body["kind"] = KINDS[resource][1:]
         body["metadata"]["namespace"] = namespace
         body["metadata"]["resourceVersion"] = str(self.resource_version)
+        if resource == "pods" and event == "ADDED" and self.kubelet is not None:
+            self.kubelet.pod_added(body)
         self.objects[(resource, namespace, name)] = body
         self.history.append((self.resource_version, event, resource, namespace, body))
         async with self.changed:
@@ -376,6 +410,8 @@ class KubernetesApi:
 
     async def _remove(self, resource: str, namespace: str, name: str) -> None:
         body = copy.deepcopy(self.objects.pop((resource, namespace, name)))
+        if resource == "pods" and self.kubelet is not None:
+            self.kubelet.pod_removed(body)
         self.resource_version += 1
         body["metadata"]["resourceVersion"] = str(self.resource_version)
         self.history.append((self.resource_version, "DELETED", resource, namespace, body))
