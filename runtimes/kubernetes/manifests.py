@@ -345,6 +345,7 @@ def container(
         "args": pod_args(function, settings, mount),
         "env": pod_env(function, settings),
         "ports": container_ports(settings),
+        "readinessProbe": readiness_probe(settings),
         "resources": resources_of(function, settings),
     }
     if mount is not None:
@@ -402,6 +403,17 @@ def pod_env(function: FunctionRecord, settings: KubernetesSettings) -> list[dict
     if settings.kubernetes_secrets:
         env += secret_env(function.config.secrets)
     return env
+
+
+def readiness_probe(settings: KubernetesSettings) -> dict[str, Any]:
+    """Ready while the instance's message loop runs (``GET /health`` on the control
+    port answers 200; it refuses before the instance started, 503 after it stopped)."""
+    return {
+        "httpGet": {"path": "/health", "port": settings.grpc_port},
+        "periodSeconds": 2,
+        "timeoutSeconds": 2,
+        "failureThreshold": 1,
+    }
 
 
 def container_ports(settings: KubernetesSettings) -> list[dict[str, Any]]:

@@ -16,7 +16,13 @@ from fnworker.runtimes.kubernetes.customizer import BasicCustomizer, NoOpCustomi
 from fnworker.runtimes.kubernetes.errors import ManifestError
 from fnworker.runtimes.kubernetes.manifests import AuthMaterial, KubernetesSettings, render
 from fnworker.runtimes.kubernetes.names import JOB_LABEL
-from fnworker.scheduler.records import FunctionConfig, FunctionRecord, Resources, fqfn_of
+from fnworker.scheduler.records import (
+    FunctionAuthSpec,
+    FunctionConfig,
+    FunctionRecord,
+    Resources,
+    fqfn_of,
+)
 from fnworker.scheduler.worker_config import WorkerConfig
 from tests.kubernetes_schema import validate
 
@@ -144,6 +150,27 @@ def test_ports_and_prometheus_annotations_follow_the_metrics_port() -> None:
     job = rendered(metrics_port=None)
     assert [p["name"] for p in main_container(job)["ports"]] == ["grpc"]
     assert "prometheus.io/scrape" not in pod(job)["metadata"]["annotations"]
+
+
+def test_pods_are_ready_while_the_instance_health_endpoint_answers() -> None:
+    container = main_container(rendered(grpc_port=9000))
+    probe = container["readinessProbe"]
+    assert probe["httpGet"] == {"path": "/health", "port": 9000}
+    env = {e["name"]: e.get("valueFrom") for e in container["env"]}
+    assert env["POD_IP"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+
+
+def test_a_record_naming_its_token_secret_mounts_it_without_rendering_it() -> None:
+    record = msgspec.structs.replace(
+        function(), auth=FunctionAuthSpec(secret_name="pf-public-default-exclamation-auth")
+    )
+    job = rendered(record)
+    assert job.secret is None and job.auth_secret_name == "pf-public-default-exclamation-auth"
+    assert [o["kind"] for o in job.objects()] == ["Service", "StatefulSet"]
+    volume = pod(job)["spec"]["volumes"][0]
+    assert volume["secret"]["secretName"] == "pf-public-default-exclamation-auth"
+    args = main_container(job)["args"]
+    assert "/etc/auth/token" in args and "--tls-trust-cert-path" not in args
 
 
 def test_secrets_become_env_only_with_the_kubernetes_configurator() -> None:
