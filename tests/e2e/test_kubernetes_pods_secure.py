@@ -1,0 +1,153 @@
+"""Token auth on the Kubernetes runtime, end to end: an HTTPS-only, token-secured
+worker whose runtime is the in-test Kubernetes (its kubelet runs pods as local
+processes). A function created with a token gets a Secret holding that token and
+the worker's CA; its pods mount it, download their package over HTTPS with the
+token, process messages, and report their counters to the worker through their
+control port. The token is in no log line and no other object; deleting the
+function deletes the Secret."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulsar
+import pytest
+import yaml
+
+from fnworker.coordination.embedded_broker import free_loopback_port
+from tests.certs import Certs, make_certs, new_secret, sign
+from tests.e2e.conftest import StandaloneWorker, launch, stop, wait_ready
+from tests.e2e.helpers import BASE, call, example_config, function_form, wait_for
+from tests.e2e.test_kubernetes_pods import Pipe
+from tests.kubernetes_kubelet import Kubelet, threaded_cluster
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+NS = "functions"
+TOKEN_PROVIDER = "org.apache.pulsar.broker.authentication.AuthenticationProviderToken"
+
+
+@dataclass
+class SecureCluster:
+    """The fake cluster, the secured worker and the secrets it was given."""
+
+    cluster: Kubelet
+    worker: StandaloneWorker
+    certs: Certs
+    secret: bytes
+
+    def call(self, method: str, path: str, token: str, **kwargs: Any) -> Any:
+        return call(
+            self.worker.admin_url,
+            method,
+            path,
+            headers={"Authorization": f"Bearer {token}"},
+            ssl_context=self.worker.ssl_context,
+            **kwargs,
+        )
+
+
+def secure_kubernetes_yml(folder: Path, certs: Certs, secret: bytes, api_url: str) -> Path:
+    """HTTPS only, token authentication, Kubernetes runtime reading pods every second."""
+    (folder / "secret.key").write_bytes(secret)
+    document = {
+        "workerPort": None,
+        "workerPortTls": free_loopback_port(),
+        "tlsEnabled": True,
+        "tlsCertificateFilePath": str(certs.server.cert),
+        "tlsKeyFilePath": str(certs.server.key),
+        "tlsTrustCertsFilePath": str(certs.ca),
+        "authenticationEnabled": True,
+        "authenticationProviders": [TOKEN_PROVIDER],
+        "authorizationEnabled": True,
+        "superUserRoles": ["admin"],
+        "properties": {"tokenSecretKey": f"file://{folder / 'secret.key'}"},
+        "coordinationBackend": "memory",
+        "functionRuntimeFactoryClassName": "kubernetes",
+        "functionRuntimeFactoryConfigs": {
+            "k8Uri": api_url,
+            "jobNamespace": NS,
+            "expectedMetricsCollectionInterval": 1,
+        },
+    }
+    path = folder / "functions_worker.yml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+@pytest.fixture(scope="module")
+def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureCluster]:
+    folder = tmp_path_factory.mktemp("secure-k8s")
+    certs = make_certs(folder / "certs")
+    secret = new_secret()
+    with threaded_cluster(folder / "kubelet") as cluster:
+        config = secure_kubernetes_yml(folder, certs, secret, cluster.api.url)
+        tls_port = yaml.safe_load(config.read_text())["workerPortTls"]
+        context = ssl.create_default_context(cafile=str(certs.ca))
+        worker = launch(
+            folder / "state", "--config", str(config), tls_port=tls_port, ssl_context=context
+        )
+        try:
+            wait_ready(worker)
+            yield SecureCluster(cluster, worker, certs, secret)
+        finally:
+            stop(worker)
+            print(cluster.logs())
+            print("===== worker log =====\n" + worker.log_path.read_text(errors="replace")[-8000:])
+
+
+@pytest.fixture(scope="module")
+def client(secure: SecureCluster) -> Iterator[pulsar.Client]:
+    quiet = logging.getLogger("e2e-k8s-secure")
+    quiet.setLevel(logging.WARNING)
+    connection = pulsar.Client(secure.worker.broker_url, operation_timeout_seconds=10, logger=quiet)
+    yield connection
+    connection.close()
+
+
+def test_the_submitters_token_runs_the_pods_and_never_leaks(
+    secure: SecureCluster, client: pulsar.Client
+) -> None:
+    name = "securepods"
+    job = f"pf-public-default-{name}"
+    token = sign(secure.secret, "admin")
+    form = function_form(example_config(name))
+    reply = secure.call("POST", f"{BASE}/{name}", token, form=form)
+    assert reply.status == 200, reply.body
+    stored = secure.cluster.api.get("secrets", NS, f"{job}-auth")
+    assert stored is not None
+    assert base64.b64decode(stored["data"]["token"]).decode() == token
+    assert base64.b64decode(stored["data"]["ca.pem"]) == secure.certs.ca.read_bytes()
+    stateful_set = wait_for(lambda: secure.cluster.api.get("statefulsets", NS, job))
+    assert token not in json.dumps(stateful_set)
+    assert token not in secure.call("GET", f"{BASE}/{name}", token).body.decode()
+
+    pipe = Pipe(client, name)
+    pipe.probe("probe")  # the pod fetched its package over HTTPS with the token
+    values = [f"s{i}" for i in range(20)]
+    pipe.send(values)
+    received = pipe.receive_until({f"{value}!" for value in values})
+    assert received >= {f"{value}!" for value in values}
+    pipe.close()
+
+    def counted() -> dict[str, Any] | None:
+        status = secure.call("GET", f"{BASE}/{name}/status", token).json()
+        one = status["instances"][0]["status"]
+        return status if status["numRunning"] == 1 and one["numReceived"] >= 21 else None
+
+    status = wait_for(counted, timeout=30)
+    assert status["instances"][0]["status"]["numSuccessfullyProcessed"] >= 21
+    stats = secure.call("GET", f"{BASE}/{name}/stats", token).json()
+    assert stats["receivedTotal"] >= 21
+
+    assert secure.call("DELETE", f"{BASE}/{name}", token).status in (200, 204)
+    wait_for(lambda: secure.cluster.api.get("secrets", NS, f"{job}-auth") is None, timeout=60)
+    assert token not in secure.worker.log_path.read_text(errors="replace")
+    assert token not in secure.cluster.logs()
