@@ -145,7 +145,7 @@ class RuntimeFactoryConfig(msgspec.Struct, frozen=True, kw_only=True, rename="ca
     expected_metrics_collection_interval: PositiveInt = 30
     change_config_map: str | None = None
     change_config_map_namespace: str | None = None
-    percent_memory_padding: NonNegativeInt = 0
+    percent_memory_padding: NonNegativeInt = 10
     cpu_over_commit_ratio: OverCommitRatio = 1.0
     memory_over_commit_ratio: OverCommitRatio = 1.0
     grpc_port: Port = 9093

@@ -60,7 +60,7 @@ class KubernetesSettings(msgspec.Struct, frozen=True, kw_only=True):
     function_docker_images: dict[str, str] = {}
     image_pull_policy: str = "IfNotPresent"
     custom_labels: dict[str, str] = {}
-    percent_memory_padding: int = 0
+    percent_memory_padding: int = 10
     cpu_over_commit_ratio: float = 1.0
     memory_over_commit_ratio: float = 1.0
     grpc_port: int = 9093

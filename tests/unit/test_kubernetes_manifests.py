@@ -94,9 +94,11 @@ def test_resources_pad_memory_limits_and_over_commit_requests() -> None:
     }
 
 
-def test_resources_default_to_one_core_and_one_gib() -> None:
-    limits = main_container(rendered())["resources"]["limits"]
-    assert limits == {"cpu": "1000m", "memory": str(1024**3)}
+def test_resources_default_to_one_core_and_one_gib_padded_by_ten_percent() -> None:
+    resources = main_container(rendered())["resources"]
+    assert resources["limits"] == {"cpu": "1000m", "memory": str(int(1024**3 * 1.1))}
+    unpadded = main_container(rendered(percent_memory_padding=0))["resources"]
+    assert unpadded["limits"] == {"cpu": "1000m", "memory": str(1024**3)}
 
 
 def test_image_comes_from_function_docker_images_then_the_pulsar_image() -> None:
