@@ -134,7 +134,11 @@ class WorkerFunctionsAdmin:
             update_time_ms=now_ms(),
         )
         record = await self.with_auth(record, auth_token)
-        await self.write(record, expected_version=0)
+        try:
+            await self.write(record, expected_version=0)
+        except ApiError:
+            await self.forget_auth(record)
+            raise
         log.info("function registered", function=fqfn, parallelism=record.parallelism())
         return record
 
@@ -169,7 +173,13 @@ class WorkerFunctionsAdmin:
             update_time_ms=now_ms(),
         )
         record = await self.with_auth(record, auth_token)
-        await self.write(record, expected_version=existing.version)
+        try:
+            await self.write(record, expected_version=existing.version)
+        except ApiError:
+            await self.forget_auth(record)
+            raise
+        if existing.auth is not None and existing.auth != record.auth:
+            await self.forget_auth(existing)
         log.info("function updated", function=existing.fqfn, version=version)
         return record
 
@@ -184,6 +194,18 @@ class WorkerFunctionsAdmin:
                 500, f"storing the credentials of function {record.fqfn} failed: {error}"
             ) from None
         return msgspec.structs.replace(record, auth=auth)
+
+    async def forget_auth(self, record: FunctionRecord) -> None:
+        """Remove the credentials stored for a record that was not written, or that a
+        newer version replaced (best effort: a leftover Secret is logged, not fatal)."""
+        if self.auth_provider is None or record.auth is None:
+            return
+        try:
+            await self.auth_provider.clean_up(record)
+        except RuntimeCallError as error:
+            log.warning(
+                "removing unused credentials failed", function=record.fqfn, error=str(error)
+            )
 
     async def deregister(self, tenant: str, namespace: str, name: str) -> None:
         """Delete a function; its instances stop and its packages are removed."""

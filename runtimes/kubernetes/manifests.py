@@ -449,9 +449,9 @@ def millicores(cpu: float) -> str:
     return f"{max(1, round(cpu * 1000))}m"
 
 
-def auth_secret(identity: JobIdentity, auth: AuthMaterial) -> dict[str, Any]:
-    """The Secret ``<job>-auth`` the pods read their token (and the cluster CA) from,
-    base64-encoded; deterministic, so storing it again is idempotent."""
+def auth_secret(identity: JobIdentity, auth: AuthMaterial, suffix: str = "") -> dict[str, Any]:
+    """The Secret ``<job>-auth[-<suffix>]`` the pods read their token (and the cluster
+    CA) from, base64-encoded."""
     data = {"token": _b64(auth.token.encode())}
     if auth.ca_pem is not None:
         data["ca.pem"] = _b64(auth.ca_pem)
@@ -459,7 +459,7 @@ def auth_secret(identity: JobIdentity, auth: AuthMaterial) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {
-            "name": f"{identity.name}-auth",
+            "name": f"{identity.name}-auth" + (f"-{suffix}" if suffix else ""),
             "namespace": identity.namespace,
             "labels": dict(identity.labels),
         },

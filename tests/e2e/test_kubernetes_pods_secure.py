@@ -3,8 +3,9 @@ worker whose runtime is the in-test Kubernetes (its kubelet runs pods as local
 processes). A function created with a token gets a Secret holding that token and
 the worker's CA; its pods mount it, download their package over HTTPS with the
 token, process messages, and report their counters to the worker through their
-control port. The token is in no log line and no other object; deleting the
-function deletes the Secret."""
+control port. An update with another token replaces the Secret and rolls the pods.
+No token is in a log line or another object; deleting the function deletes the
+Secret."""
 
 from __future__ import annotations
 
@@ -121,7 +122,9 @@ def test_the_submitters_token_runs_the_pods_and_never_leaks(
     form = function_form(example_config(name))
     reply = secure.call("POST", f"{BASE}/{name}", token, form=form)
     assert reply.status == 200, reply.body
-    stored = secure.cluster.api.get("secrets", NS, f"{job}-auth")
+    [secret_name] = secure.cluster.api.names("secrets", NS)
+    assert secret_name.startswith(f"{job}-auth-")
+    stored = secure.cluster.api.get("secrets", NS, secret_name)
     assert stored is not None
     assert base64.b64decode(stored["data"]["token"]).decode() == token
     assert base64.b64decode(stored["data"]["ca.pem"]) == secure.certs.ca.read_bytes()
@@ -147,7 +150,21 @@ def test_the_submitters_token_runs_the_pods_and_never_leaks(
     stats = secure.call("GET", f"{BASE}/{name}/stats", token).json()
     assert stats["receivedTotal"] >= 21
 
-    assert secure.call("DELETE", f"{BASE}/{name}", token).status in (200, 204)
-    wait_for(lambda: secure.cluster.api.get("secrets", NS, f"{job}-auth") is None, timeout=60)
-    assert token not in secure.worker.log_path.read_text(errors="replace")
-    assert token not in secure.cluster.logs()
+    # An update with another token: a new Secret, the old one removed, the pods roll.
+    second = sign(secure.secret, "admin", jti="second")
+    update = function_form({"parallelism": 1}, package=None)
+    reply = secure.call("PUT", f"{BASE}/{name}", second, form=update)
+    assert reply.status == 200, reply.body
+    [renewed] = secure.cluster.api.names("secrets", NS)
+    assert renewed != secret_name
+    stored = secure.cluster.api.get("secrets", NS, renewed)
+    assert stored is not None and base64.b64decode(stored["data"]["token"]).decode() == second
+    pipe = Pipe(client, name)
+    pipe.probe("after-update")  # a pod that mounts the new Secret answers
+    pipe.close()
+
+    assert secure.call("DELETE", f"{BASE}/{name}", second).status in (200, 204)
+    wait_for(lambda: secure.cluster.api.names("secrets", NS) == [], timeout=60)
+    for secret_token in (token, second):
+        assert secret_token not in secure.worker.log_path.read_text(errors="replace")
+        assert secret_token not in secure.cluster.logs()

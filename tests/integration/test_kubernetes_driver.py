@@ -5,6 +5,7 @@ Kubernetes 1.30 schemas and runs a toy StatefulSet controller."""
 from __future__ import annotations
 
 import base64
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -106,6 +107,12 @@ async def test_deploy_creates_valid_service_and_stateful_set(
     await eventually(lambda: all(driver.status(spec(record, i).instance).running for i in (0, 1)))  # type: ignore[union-attr]
 
 
+def token_of(api: KubernetesApi, name: str) -> bytes:
+    secret = api.get("secrets", "default", name)
+    assert secret is not None
+    return base64.b64decode(secret["data"]["token"])
+
+
 async def test_token_secret_is_stored_mounted_and_deleted_with_the_function(
     kubernetes_api: KubernetesApi,
     make_driver: Callable[..., KubernetesRuntime],
@@ -113,25 +120,23 @@ async def test_token_secret_is_stored_mounted_and_deleted_with_the_function(
     driver = make_driver()
     provider = KubernetesSecretsTokenAuthProvider(driver, ca_pem=b"-----CA-----")
     auth = await provider.cache_auth(function(), "token-value")
-    assert auth == FunctionAuthSpec(secret_name=f"{JOB}-auth", with_ca=True)
-    secret = kubernetes_api.get("secrets", "default", f"{JOB}-auth")
+    assert auth is not None and auth.with_ca
+    assert re.fullmatch(rf"{JOB}-auth-[0-9a-f]{{8}}", auth.secret_name)
+    assert kubernetes_api.names("secrets") == [auth.secret_name]
+    assert token_of(kubernetes_api, auth.secret_name) == b"token-value"
+    secret = kubernetes_api.get("secrets", "default", auth.secret_name)
     assert secret is not None
-    assert base64.b64decode(secret["data"]["token"]) == b"token-value"
     assert base64.b64decode(secret["data"]["ca.pem"]) == b"-----CA-----"
     record = msgspec.structs.replace(function(), auth=auth)
     await driver.start(spec(record))
     stateful_set = kubernetes_api.get("statefulsets", "default", JOB)
     assert stateful_set is not None
     pod = stateful_set["spec"]["template"]["spec"]
-    assert pod["volumes"] == [{"name": "function-auth", "secret": {"secretName": f"{JOB}-auth"}}]
+    assert pod["volumes"] == [{"name": "function-auth", "secret": {"secretName": auth.secret_name}}]
     args = pod["containers"][0]["args"]
     assert args[args.index("--auth-token-file") + 1] == "/etc/auth/token"
     assert args[args.index("--tls-trust-cert-path") + 1] == "/etc/auth/ca.pem"
     assert "token-value" not in repr(stateful_set)
-    # A second token overwrites the first; the driver applies nothing new.
-    await provider.cache_auth(record, "second-token")
-    secret = kubernetes_api.get("secrets", "default", f"{JOB}-auth")
-    assert secret is not None and base64.b64decode(secret["data"]["token"]) == b"second-token"
     await driver.stop(spec(record).instance)
     assert kubernetes_api.names("secrets") == []
     assert kubernetes_api.names("statefulsets") == kubernetes_api.names("services") == []
@@ -139,17 +144,20 @@ async def test_token_secret_is_stored_mounted_and_deleted_with_the_function(
     assert driver.instances() == set()
 
 
-async def test_an_update_without_a_token_deletes_the_secret(
+async def test_each_store_makes_its_own_secret_and_clean_up_removes_only_it(
     kubernetes_api: KubernetesApi,
     make_driver: Callable[..., KubernetesRuntime],
 ) -> None:
     provider = KubernetesSecretsTokenAuthProvider(make_driver())
-    auth = await provider.cache_auth(function(), "token-value")
-    assert auth == FunctionAuthSpec(secret_name=f"{JOB}-auth", with_ca=False)
-    secret = kubernetes_api.get("secrets", "default", f"{JOB}-auth")
-    assert secret is not None and "ca.pem" not in secret["data"]
-    assert await provider.cache_auth(msgspec.structs.replace(function(), auth=auth), None) is None
-    assert kubernetes_api.names("secrets") == []
+    first = await provider.cache_auth(function(), "first-token")
+    second = await provider.cache_auth(function(), "second-token")
+    assert first is not None and second is not None and not first.with_ca
+    assert first.secret_name != second.secret_name
+    assert await provider.cache_auth(function(), None) is None
+    await provider.clean_up(msgspec.structs.replace(function(), auth=first))
+    assert kubernetes_api.names("secrets") == [second.secret_name]
+    assert token_of(kubernetes_api, second.secret_name) == b"second-token"
+    await provider.clean_up(msgspec.structs.replace(function(), auth=first))  # gone: fine
 
 
 async def test_a_forbidden_secret_is_one_sentence(
