@@ -27,7 +27,6 @@ from fnworker.runtimes.kubernetes.driver import (
 from fnworker.runtimes.kubernetes.manifests import KubernetesSettings
 from fnworker.runtimes.registry import AVAILABLE, create_driver
 from fnworker.scheduler.records import (
-    FunctionAuthSpec,
     FunctionConfig,
     FunctionRecord,
     fqfn_of,
