@@ -12,11 +12,10 @@ import threading
 from typing import Any
 
 import pulsar
-
-from fnworker.runtimes.instance.consumer_ids import ConsumerIdSpreader
 import structlog
 
 from fnworker.runtimes.driver import InstanceMetrics, InstanceSpec
+from fnworker.runtimes.instance.consumer_ids import ConsumerIdSpreader
 from fnworker.runtimes.instance.context import (
     COMPRESSION,
     InstanceContext,

@@ -19,7 +19,6 @@ from aiohttp import hdrs, web
 from fnworker.scheduler.admin import FunctionsAdmin
 from fnworker.scheduler.api import functions_routes, worker_routes
 from fnworker.scheduler.api.auth import SECURITY, security_middleware
-from fnworker.scheduler.forwarding import track_hops
 from fnworker.scheduler.api.openapi import build_document
 from fnworker.scheduler.api.replies import error_reply
 from fnworker.scheduler.api.route_table import (
@@ -31,6 +30,7 @@ from fnworker.scheduler.api.route_table import (
 )
 from fnworker.scheduler.auth.settings import OPEN, WebSecurity
 from fnworker.scheduler.errors import ApiError
+from fnworker.scheduler.forwarding import track_hops
 
 log = structlog.get_logger("fnworker.api")
 
