@@ -3,9 +3,10 @@
 
 pulsar-lite keys a subscription's consumers by the client's consumer id, which
 every client numbers from 0, so two workers' consumers on one subscription can
-clash ("Consumer 0 already exists"), and a clash during an instance hand-over can
-leave a ghost consumer that blocks the subscription (seen in tests/fleet). Apache
-Pulsar keys them per connection and needs none of this, so it is off unless
+clash ("Consumer 0 already exists"); and a consumer whose process was killed
+mid-stream stays registered as a ghost under its id (docs/coordination.md), so a
+new consumer with that id cannot subscribe. Apache Pulsar keys consumers per
+connection and needs none of this, so it is off unless
 ``pulsarLiteConsumerIdSlots`` is set: then every consumer this worker creates gets
 an id congruent to the worker's slot (a stable hash of its id) modulo the slot
 count, by creating and closing throw-away readers first. Workers with different

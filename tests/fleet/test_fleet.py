@@ -107,10 +107,10 @@ def test_a_frozen_leader_is_fenced_and_every_instance_runs_once(fleet: Fleet) ->
 
 @pytest.mark.requires_real_pulsar
 def test_no_message_is_lost_when_a_worker_crashes(fleet: Fleet, client: pulsar.Client) -> None:
-    # On pulsar-lite this loses messages in about one run in three on a loaded
-    # 2-core machine (root cause not found; a SIGKILLed Shared consumer holding
-    # unacked messages lingers as a ghost under its consumer id there, which
-    # pulsarLiteConsumerIdSlots works around). Runs against Apache Pulsar only.
+    # Runs against Apache Pulsar only: pulsar-lite skips its connection cleanup when
+    # a connection ends in a reset (SIGKILL with unread socket data, as here), which
+    # leaves a ghost Shared consumer that stalls the subscription and pins its
+    # unacked messages (docs/coordination.md, "Ghost consumers lose messages").
     # A longer dead timeout keeps a loaded 2-core machine from fencing live workers.
     workers = [fleet.start(name, workerDeadTimeoutMs=3000) for name in ("w1", "w2", "w3")]
     leader = eventually(lambda: leader_seen_by_all(workers))
