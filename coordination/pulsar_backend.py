@@ -23,7 +23,7 @@ import msgspec
 import pulsar
 import pulsar.asyncio as apulsar
 import structlog
-from anyio.abc import ObjectReceiveStream, ObjectSendStream, TaskStatus
+from anyio.abc import ObjectReceiveStream, ObjectSendStream, TaskGroup, TaskStatus
 
 from fnworker.coordination.backend import (
     AssignmentsChanged,
@@ -62,6 +62,7 @@ from fnworker.scheduler.records import (
     PackageRef,
     WorkerInfo,
 )
+
 log = structlog.get_logger("fnworker.coordination")
 
 ENCODE = msgspec.msgpack.Encoder().encode
@@ -90,6 +91,9 @@ class PulsarCoordination:
         self.reports: dict[int, dict[str, Report]] = {}
         self.metadata = MetadataView()
         self.mine = AssignmentView(session=self.session)
+        self.tasks: TaskGroup | None = None
+        """The backend's task group (set by ``start_reading``), for work that must not
+        block the reader that triggered it."""
         self.waiting: dict[str, tuple[Fqfn, int, anyio.Event]] = {}
         self.write_results: dict[str, bool] = {}
         self.last_lease = 0.0
@@ -108,7 +112,8 @@ class PulsarCoordination:
         send, receive = anyio.create_memory_object_stream[CoordinationEvent](math.inf)
         self.events = send
         self.client = apulsar.Client(
-            self.settings.service_url, operation_timeout_seconds=10,
+            self.settings.service_url,
+            operation_timeout_seconds=10,
             logger=client_logger(self.settings.client_log_file),
         )
         try:
@@ -125,17 +130,29 @@ class PulsarCoordination:
 
     async def write_function(self, record: FunctionRecord, expected_version: int) -> None:
         """Publish the next version and wait to learn whether it won."""
-        await self.write(FunctionWrite(
-            fqfn=record.fqfn, version=expected_version + 1, record=record,
-            writer=self.me.worker_id if self.me else "", request_id=uuid.uuid4().hex,
-        ), expected_version)
+        await self.write(
+            FunctionWrite(
+                fqfn=record.fqfn,
+                version=expected_version + 1,
+                record=record,
+                writer=self.me.worker_id if self.me else "",
+                request_id=uuid.uuid4().hex,
+            ),
+            expected_version,
+        )
 
     async def delete_function(self, fqfn: Fqfn, expected_version: int) -> None:
         """Publish a deletion as the next version and wait to learn whether it won."""
-        await self.write(FunctionWrite(
-            fqfn=fqfn, version=expected_version + 1, record=None,
-            writer=self.me.worker_id if self.me else "", request_id=uuid.uuid4().hex,
-        ), expected_version)
+        await self.write(
+            FunctionWrite(
+                fqfn=fqfn,
+                version=expected_version + 1,
+                record=None,
+                writer=self.me.worker_id if self.me else "",
+                request_id=uuid.uuid4().hex,
+            ),
+            expected_version,
+        )
 
     def functions(self) -> Mapping[Fqfn, FunctionRecord]:
         """Every function, as this worker's metadata reader has applied them."""
@@ -183,8 +200,10 @@ class PulsarCoordination:
         first = None
         for index in range(total):
             chunk = PackageChunk(
-                package_id=ref.sha256, index=index, total=total,
-                data=data[index * CHUNK_BYTES:(index + 1) * CHUNK_BYTES],
+                package_id=ref.sha256,
+                index=index,
+                total=total,
+                data=data[index * CHUNK_BYTES : (index + 1) * CHUNK_BYTES],
             )
             message_id = await producer.send(ENCODE(chunk))
             first = first or base64.b64encode(message_id.serialize()).decode()
@@ -209,13 +228,16 @@ class PulsarCoordination:
         finally:
             await reader.close()
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(b"".join(parts[i] for i in range(len(parts))))
+        partial = target.with_name(f".{target.name}.partial")
+        partial.write_bytes(b"".join(parts[i] for i in range(len(parts))))
+        partial.replace(target)  # atomic: a reader sees no file or the whole file
 
     # -- start-up -----------------------------------------------------------
 
-    async def start_reading(self, group: anyio.abc.TaskGroup) -> None:
+    async def start_reading(self, group: TaskGroup) -> None:
         """Open every reader this worker needs and catch up on metadata."""
         assert self.client is not None
+        self.tasks = group
         self.leadership = Leadership(heard_at=self.now())
         mine = await self.client.create_reader(
             self.topics.assignments_of(self.me_id()), pulsar.MessageId.latest
@@ -301,7 +323,9 @@ class PulsarCoordination:
         change = self.mine.apply(record)
         if change is not None:
             assigned, unassigned = change
-            self.emit(AssignmentsChanged(term=self.mine.term, assigned=assigned, unassigned=unassigned))
+            self.emit(
+                AssignmentsChanged(term=self.mine.term, assigned=assigned, unassigned=unassigned)
+            )
 
     async def apply_coordinate(self, record: CoordinateRecord | Report) -> None:
         """Apply a claim, lease or report; react to a new term."""
@@ -324,22 +348,34 @@ class PulsarCoordination:
         """A new term began: fence older records, report what we hold, maybe lead."""
         term = self.leadership.term
         self.mine.learn_term(term)
-        log.info("leadership term", term=term, leader=self.leadership.leader and self.leadership.leader.worker_id)
+        log.info(
+            "leadership term",
+            term=term,
+            leader=self.leadership.leader and self.leadership.leader.worker_id,
+        )
         report = Report(
-            worker_id=self.me_id(), session=self.session, term=term, held=tuple(self.mine.held.values())
+            worker_id=self.me_id(),
+            session=self.session,
+            term=term,
+            held=tuple(self.mine.held.values()),
         )
         await self.send(self.topics.coordinate, ENCODE(report))
         self.emit(MembershipChanged(view=self.membership()))
         if self.leadership.leads(self.me_id()):
             silent = before.leader.worker_id if before.leader else None
             members = tuple(m for m in before.members if m.worker_id != silent)
-            await self.take_office(term, members)
+            # In a task of its own: take_office waits for the members' reports, which
+            # arrive on the coordinate topic this reader (our caller) must go on reading.
+            assert self.tasks is not None
+            self.tasks.start_soon(self.take_office, term, members)
 
     # -- leading -------------------------------------------------------------
 
     def leading(self) -> bool:
         """True once this worker leads the current term and has taken office."""
-        return self.leadership.leads(self.me_id()) and self.leader_ready_term == self.leadership.term
+        return (
+            self.leadership.leads(self.me_id()) and self.leader_ready_term == self.leadership.term
+        )
 
     async def take_office(self, term: int, previous_members: tuple[WorkerInfo, ...]) -> None:
         """Rebuild the fleet's table from reports, fence every worker's topic, then lead.
@@ -387,14 +423,19 @@ class PulsarCoordination:
                     await self.leader_tick()
                     continue
                 term = claim_due(
-                    self.leadership, self.me_id(), self.now(), self.settings.lease_timeout,
+                    self.leadership,
+                    self.me_id(),
+                    self.now(),
+                    self.settings.lease_timeout,
                     self.settings.claim_stagger,
                 )
                 if term is not None:
                     self.leadership = claimed(self.leadership, term, self.now())
                     assert self.me is not None
                     log.info("claiming leadership", term=term)
-                    await self.send(self.topics.coordinate, ENCODE(Claim(term=term, candidate=self.me)))
+                    await self.send(
+                        self.topics.coordinate, ENCODE(Claim(term=term, candidate=self.me))
+                    )
 
     async def leader_tick(self) -> None:
         """Lease renewal and failure detection, once per half lease period."""
@@ -413,7 +454,9 @@ class PulsarCoordination:
         assert self.me is not None
         self.lease_seq += 1
         self.last_lease = self.now()
-        lease = Lease(term=self.leadership.term, leader=self.me, members=self.live, seq=self.lease_seq)
+        lease = Lease(
+            term=self.leadership.term, leader=self.me, members=self.live, seq=self.lease_seq
+        )
         await self.send(self.topics.coordinate, ENCODE(lease))
 
     async def heartbeat_reader(self) -> None:
@@ -446,7 +489,9 @@ class PulsarCoordination:
         held = tuple(a for a in self.table.values() if a.worker == worker_id)
         snapshot = Snapshot(term=self.leadership.term, session=session, assignments=held)
         topic = self.topics.assignments_of(worker_id)
-        await self.send_all([(topic, ENCODE(TermStart(term=self.leadership.term))), (topic, ENCODE(snapshot))])
+        await self.send_all(
+            [(topic, ENCODE(TermStart(term=self.leadership.term))), (topic, ENCODE(snapshot))]
+        )
 
     # -- heartbeats and self-fencing ------------------------------------------
 
@@ -466,7 +511,9 @@ class PulsarCoordination:
 
     async def fence_self(self, frozen_for: float) -> None:
         """We were frozen: stop everything and come back as a new session."""
-        log.warning("worker was frozen; stopping its instances", frozen_seconds=round(frozen_for, 2))
+        log.warning(
+            "worker was frozen; stopping its instances", frozen_seconds=round(frozen_for, 2)
+        )
         gone = self.mine.drop_all()
         self.session = uuid.uuid4().hex[:12]
         self.mine = AssignmentView(session=self.session, term=self.mine.term)
@@ -478,7 +525,10 @@ class PulsarCoordination:
             return
         try:
             with anyio.fail_after(2):
-                await self.send(self.topics.heartbeats, ENCODE(Leaving(worker_id=self.me.worker_id, session=self.session)))
+                await self.send(
+                    self.topics.heartbeats,
+                    ENCODE(Leaving(worker_id=self.me.worker_id, session=self.session)),
+                )
         except Exception as error:  # noqa: BLE001 - best effort on the way out
             log.warning("could not announce leaving", error=str(error))
 
@@ -490,7 +540,9 @@ class PulsarCoordination:
         if producer is None:
             assert self.client is not None
             producer = await self.client.create_producer(
-                topic, batching_enabled=batching, batching_max_publish_delay_ms=1,
+                topic,
+                batching_enabled=batching,
+                batching_max_publish_delay_ms=1,
                 block_if_queue_full=True,
             )
             self.producers[topic] = producer
@@ -540,6 +592,9 @@ def rebuild_table(reports: Any) -> dict[InstanceId, Assignment]:
     for report in reports:
         for assignment in report.held:
             previous = table.get(assignment.instance)
-            if previous is None or (assignment.term, assignment.version) > (previous.term, previous.version):
+            if previous is None or (assignment.term, assignment.version) > (
+                previous.term,
+                previous.version,
+            ):
                 table[assignment.instance] = assignment
     return table

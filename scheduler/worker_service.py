@@ -29,7 +29,7 @@ from fnworker.scheduler.functions_admin import WorkerFunctionsAdmin
 from fnworker.scheduler.metrics import metrics_registry
 from fnworker.scheduler.package_store import PackageStore
 from fnworker.scheduler.reconcile import ReplaceInstance, StartInstance
-from fnworker.scheduler.records import WorkerInfo, split_fqfn, split_instance_id
+from fnworker.scheduler.records import PackageRef, WorkerInfo, split_fqfn, split_instance_id
 from fnworker.scheduler.tls import server_context
 from fnworker.scheduler.worker_config import (
     WorkerConfig,
@@ -101,6 +101,15 @@ class SpecMaker:
         self.me = me
         self.packages = packages
         self.client = client
+        self._fetching: dict[str, anyio.Lock] = {}
+
+    async def ensure_stored(self, package: PackageRef) -> None:
+        """Fetch a package another worker stored, once even when several of its
+        instances start at the same time."""
+        stored = self.packages.path_of(package)
+        async with self._fetching.setdefault(package.sha256, anyio.Lock()):
+            if not stored.exists():
+                await self.backend.fetch_package(package, stored)
 
     async def __call__(
         self, action: StartInstance | ReplaceInstance, instances_dir: Path
@@ -111,9 +120,7 @@ class SpecMaker:
         fqfn, index = split_instance_id(action.instance)
         if record.package is None:
             raise ValueError(f"function {fqfn} has no package to run")
-        stored = self.packages.path_of(record.package)
-        if not stored.exists():
-            await self.backend.fetch_package(record.package, stored)
+        await self.ensure_stored(record.package)
         folder = instances_dir.joinpath(*split_fqfn(fqfn), str(index), f"v{record.version}")
         return InstanceSpec(
             instance=action.instance,

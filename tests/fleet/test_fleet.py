@@ -13,7 +13,14 @@ import pulsar
 import pytest
 
 from tests.e2e.helpers import BASE, call
-from tests.fleet.conftest import Fleet, eventually, holders, leader_seen_by_all, register
+from tests.fleet.conftest import (
+    Fleet,
+    FleetWorker,
+    eventually,
+    holders,
+    leader_seen_by_all,
+    register,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -46,9 +53,10 @@ def test_a_fleet_elects_one_leader_and_shares_functions(fleet: Fleet) -> None:
         answer = eventually(lambda i=index: trigger(workers[(i + 1) % 3].admin_url, f"f{i}", "hi"))
         assert answer == "hi!"
     status = workers[0].json(f"{BASE}/f1/status")
-    assert status["numRunning"] == 1 and status["instances"][0]["status"]["workerId"] == table[
-        "public/default/f1:0"
-    ]
+    assert (
+        status["numRunning"] == 1
+        and status["instances"][0]["status"]["workerId"] == table["public/default/f1:0"]
+    )
     assert leader in {"w1", "w2", "w3"}
 
 
@@ -74,16 +82,35 @@ def test_a_killed_workers_instances_move_to_the_survivors(fleet: Fleet) -> None:
         assert eventually(lambda n=name: trigger(survivors[0].admin_url, n, "again")) == "again!"
 
 
-def test_a_killed_leader_is_replaced(fleet: Fleet) -> None:
+def stops_in(worker: FleetWorker) -> int:
+    """How many instance stops a worker has logged."""
+    return worker.log().count("event='instance stopped'")
+
+
+def test_a_killed_leader_is_replaced_and_survivors_keep_their_instances(fleet: Fleet) -> None:
     workers = [fleet.start(name) for name in ("w1", "w2", "w3")]
     old = eventually(lambda: leader_seen_by_all(workers))
-    register(workers[0], "lead0")
-    eventually(lambda: len(assignments(fleet)) == 1)
+    for index in range(6):
+        register(workers[0], f"lead{index}")
+    table = eventually(lambda: len(holders(workers)) == 6 and assignments(fleet))
+    moved = {i for i, w in table.items() if w == old}
     fleet.kill(old)
     survivors = fleet.alive()
+    stops_before = {w.name: stops_in(w) for w in survivors}
     new = eventually(lambda: leader_seen_by_all(survivors), what="a new leader")
     assert new != old
-    assert eventually(lambda: trigger(survivors[0].admin_url, "lead0", "x")) == "x!"
+    after = eventually(
+        lambda: (t := assignments(fleet)) and len(t) == 6 and old not in t.values() and t,
+        what="the old leader's instances reassigned",
+    )
+    # The new leader rebuilds its table from the survivors' reports: nothing they run moves.
+    assert {i: w for i, w in after.items() if i not in moved} == {
+        i: w for i, w in table.items() if i not in moved
+    }, "instances of live workers must not move when the leader changes"
+    for index in range(6):
+        name = f"lead{index}"
+        assert eventually(lambda n=name: trigger(survivors[0].admin_url, n, "x")) == "x!"
+    assert {w.name: stops_in(w) for w in survivors} == stops_before
 
 
 def test_a_frozen_leader_is_fenced_and_every_instance_runs_once(fleet: Fleet) -> None:
@@ -93,10 +120,14 @@ def test_a_frozen_leader_is_fenced_and_every_instance_runs_once(fleet: Fleet) ->
         register(workers[0], f"z{index}")
     eventually(lambda: len(holders(workers)) == 6, what="6 instances running")
     fleet.signal(old, signal.SIGSTOP)
+    frozen_at = time.monotonic()
     others = [w for w in workers if w.name != old]
     new = eventually(lambda: leader_seen_by_all(others), what="a new leader while frozen")
     assert new != old
     eventually(lambda: len(holders(others)) == 6, what="all 6 running on the others")
+    # Frozen longer than the dead timeout (1 s), so on waking it must notice and fence
+    # itself (failover can be done before that).
+    time.sleep(max(0.0, frozen_at + 2.0 - time.monotonic()))
     fleet.signal(old, signal.SIGCONT)
     time.sleep(3.0)  # the resumed leader catches up, fences itself and rejoins
     running = eventually(lambda: (h := holders(workers)) and len(h) == 6 and h)
@@ -118,12 +149,18 @@ def test_no_message_is_lost_when_a_worker_crashes(fleet: Fleet, client: pulsar.C
     owner = eventually(lambda: assignments(fleet).get("public/default/safe:0"))
     if owner == leader:  # crash a worker that is not the leader, to test one thing at once
         call(workers[0].admin_url, "PUT", f"/admin/v2/worker/leader/drain?workerId={leader}")
-        owner = eventually(lambda: (o := assignments(fleet).get("public/default/safe:0")) != leader and o)
+        owner = eventually(
+            lambda: (o := assignments(fleet).get("public/default/safe:0")) != leader and o
+        )
     consumer = client.subscribe(
-        "safe-out", "count", consumer_type=pulsar.ConsumerType.Shared,
+        "safe-out",
+        "count",
+        consumer_type=pulsar.ConsumerType.Shared,
         initial_position=pulsar.InitialPosition.Earliest,
     )
-    producer = client.create_producer("safe-in", batching_enabled=True, batching_max_publish_delay_ms=5)
+    producer = client.create_producer(
+        "safe-in", batching_enabled=True, batching_max_publish_delay_ms=5
+    )
     survivor = next(w for w in workers if w.name != owner)
     assert eventually(lambda: trigger(survivor.admin_url, "safe", "warm")) == "warm!"
     sent = [f"m{i}" for i in range(600)]
@@ -185,13 +222,23 @@ def test_rebalance_and_drain(fleet: Fleet) -> None:
     eventually(lambda: leader_seen_by_all(workers))
     assert set(assignments(fleet).values()) == {"w1"}, "a new worker gets no running instances"
     assert call(workers[1].admin_url, "PUT", "/admin/v2/worker/rebalance").status == 200
-    balanced = eventually(lambda: (t := assignments(fleet)) and sorted(list(t.values()).count(w) for w in ("w1", "w2")) == [3, 3] and t)
+    balanced = eventually(
+        lambda: (
+            (t := assignments(fleet))
+            and sorted(list(t.values()).count(w) for w in ("w1", "w2")) == [3, 3]
+            and t
+        )
+    )
     assert len(balanced) == 6
     reply = call(workers[0].admin_url, "PUT", "/admin/v2/worker/leader/drain?workerId=w2")
     assert reply.status == 200, reply.body
     eventually(lambda: set(assignments(fleet).values()) == {"w1"}, what="w2 drained")
     status = eventually(
-        lambda: (s := workers[1].json("/admin/v2/worker/leader/drain?workerId=w2"))["status"] == "SUCCESS" and s
+        lambda: (
+            (s := workers[1].json("/admin/v2/worker/leader/drain?workerId=w2"))["status"]
+            == "SUCCESS"
+            and s
+        )
     )
     assert status["status"] == "SUCCESS"
     bad = call(workers[0].admin_url, "PUT", "/admin/v2/worker/leader/drain?workerId=nobody")
