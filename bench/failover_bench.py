@@ -3,10 +3,9 @@
 Three workers (pulsar coordination backend, default timings: heartbeat 200 ms,
 dead timeout 1000 ms, lease renew 150 ms, lease timeout 600 ms, thread runtime)
 run ``--instances`` function instances (that many exclamation functions of
-parallelism 1; default 60, not the issue's 300: registering 300 took 3.5 s, but
-on this 2-core VM the three workers then started only ~216 of the 300 instances
-in 100 s, the last ones about one per 3 s per worker, so one failover of 100
-instances would take minutes and the run would not fit). Then, per trial:
+parallelism 1; default 60, not the issue's 300: at 300 the victim's 100 instances
+take 13–30 s to start on the survivors on pulsar-lite and the run does not finish,
+see bench/README.md "300 instances"). Then, per trial:
 
 a. ``kill``: SIGKILL one non-leader worker that holds instances. ``reassigned`` =
    from just before the kill until the leader's ``/admin/v2/worker/assignments``
