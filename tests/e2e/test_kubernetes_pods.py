@@ -28,6 +28,7 @@ import yaml
 from fnworker.coordination.embedded_broker import free_loopback_port, pid_alive
 from tests.e2e.conftest import StandaloneWorker, launch, stop, wait_ready
 from tests.e2e.helpers import BASE, call, register, running_count, wait_for
+from tests.e2e.pipe import Pipe
 from tests.kubelet_probes import Probe, Readiness, TcpSocket, observe
 from tests.kubernetes_api import KubernetesApi, kubernetes_api  # noqa: F401
 from tests.kubernetes_kubelet import Kubelet, kubelet, threaded_cluster  # noqa: F401
@@ -472,49 +473,6 @@ def instances(base: str, name: str) -> list[dict[str, Any]]:
     return list(reply.json()["instances"])
 
 
-class Pipe:
-    """A producer on the function's input, a Shared consumer on its output."""
-
-    def __init__(self, client: pulsar.Client, name: str) -> None:
-        self.consumer = client.subscribe(
-            f"persistent://public/default/{name}-out", f"e2e-{name}",
-            consumer_type=pulsar.ConsumerType.Shared,
-            initial_position=pulsar.InitialPosition.Earliest,
-        )  # fmt: skip
-        self.producer = client.create_producer(f"persistent://public/default/{name}-in")
-
-    def send(self, values: list[str]) -> None:
-        for value in values:
-            self.producer.send_async(value.encode(), None)
-        self.producer.flush()
-
-    def receive_until(self, expected: set[str], seconds: float = 90.0) -> set[str]:
-        """Outputs until every expected one arrived (repeats allowed) or time is up."""
-        received: set[str] = set()
-        deadline = time.monotonic() + seconds
-        while not expected <= received and time.monotonic() < deadline:
-            try:
-                message = self.consumer.receive(timeout_millis=500)
-            except pulsar.Timeout:
-                continue
-            received.add(message.data().decode())
-            self.consumer.acknowledge(message)
-        return received
-
-    def probe(self, word: str) -> None:
-        """Send ``word`` until ``word!`` comes back (the function's subscription exists)."""
-
-        def answered() -> bool:
-            self.send([word])
-            return f"{word}!" in self.receive_until({f"{word}!"}, seconds=2)
-
-        wait_for(answered, timeout=120)
-
-    def close(self) -> None:
-        self.producer.close()
-        self.consumer.close()
-
-
 def test_function_on_kubernetes_pods_processes_messages(
     cluster: Kubelet, worker: StandaloneWorker, client: pulsar.Client, show_logs: None
 ) -> None:
@@ -524,12 +482,12 @@ def test_function_on_kubernetes_pods_processes_messages(
     pods = [f"pf-public-default-{name}-0", f"pf-public-default-{name}-1"]
     wait_for(lambda: sorted(cluster.pids(NS)) == pods, timeout=60)
     wait_for(lambda: running_count(base, name) == 2, timeout=120)
-    pipe = Pipe(client, name)
+    pipe = Pipe(client, name, shared=True)
     pipe.probe("probe")
     values = [f"m{i}" for i in range(50)]
     pipe.send(values)
     expected = {f"{value}!" for value in values}
-    received = pipe.receive_until(expected)
+    received = pipe.receive_all(expected)
     assert received - {"probe!"} == expected
     status = instances(base, name)
     assert len(status) == 2 and all(one["status"]["running"] for one in status), status
@@ -561,7 +519,7 @@ def test_a_killed_pod_process_is_restarted_and_counted(
     second = cluster.pid_of(NS, pod)
     assert second is not None and second != first and not pid_alive(first)
     wait_for(lambda: running_count(base, name) == 1, timeout=60)
-    pipe = Pipe(client, name)
+    pipe = Pipe(client, name, shared=True)
     pipe.probe("again")
     pipe.close()
     assert call(base, "DELETE", f"{BASE}/{name}").status in (200, 204)

@@ -26,7 +26,7 @@ from fnworker.coordination.embedded_broker import free_loopback_port
 from tests.certs import Certs, make_certs, new_secret, sign
 from tests.e2e.conftest import StandaloneWorker, launch, stop, wait_ready
 from tests.e2e.helpers import BASE, call, example_config, function_form, wait_for
-from tests.e2e.test_kubernetes_pods import Pipe
+from tests.e2e.pipe import Pipe
 from tests.kubernetes_kubelet import Kubelet, threaded_cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -132,11 +132,11 @@ def test_the_submitters_token_runs_the_pods_and_never_leaks(
     assert token not in json.dumps(stateful_set)
     assert token not in secure.call("GET", f"{BASE}/{name}", token).body.decode()
 
-    pipe = Pipe(client, name)
+    pipe = Pipe(client, name, shared=True)
     pipe.probe("probe")  # the pod fetched its package over HTTPS with the token
     values = [f"s{i}" for i in range(20)]
     pipe.send(values)
-    received = pipe.receive_until({f"{value}!" for value in values})
+    received = pipe.receive_all({f"{value}!" for value in values})
     assert received >= {f"{value}!" for value in values}
     pipe.close()
 
@@ -159,7 +159,7 @@ def test_the_submitters_token_runs_the_pods_and_never_leaks(
     assert renewed != secret_name
     stored = secure.cluster.api.get("secrets", NS, renewed)
     assert stored is not None and base64.b64decode(stored["data"]["token"]).decode() == second
-    pipe = Pipe(client, name)
+    pipe = Pipe(client, name, shared=True)
     pipe.probe("after-update")  # a pod that mounts the new Secret answers
     pipe.close()
 

@@ -19,7 +19,8 @@ import pytest
 from fnworker.coordination.embedded_broker import free_loopback_port
 from fnworker.runtimes.instance.pod_main import ordinal_of
 from tests.e2e.helpers import BASE, call, running_count, wait_for
-from tests.e2e.test_standalone_functions import Pipe, deploy
+from tests.e2e.pipe import Pipe
+from tests.e2e.test_standalone_functions import deploy
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 

@@ -13,6 +13,7 @@ import pulsar
 import pytest
 
 from tests.e2e.helpers import BASE, CLASS, EXAMPLE, call, function_form, wait_for
+from tests.e2e.pipe import Pipe
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -42,78 +43,6 @@ def status(base: str, name: str) -> dict[str, Any]:
     reply = call(base, "GET", f"{BASE}/{name}/status")
     assert reply.status == 200, reply.body
     return dict(reply.json())
-
-
-class Pipe:
-    """A producer on a function's input and a consumer on its output."""
-
-    def __init__(self, client: pulsar.Client, name: str, batching: bool = True) -> None:
-        self.consumer = client.subscribe(
-            f"persistent://public/default/{name}-out",
-            f"e2e-{name}",
-            initial_position=pulsar.InitialPosition.Earliest,
-        )
-        self.producer = client.create_producer(
-            f"persistent://public/default/{name}-in",
-            batching_enabled=batching,
-            batching_max_publish_delay_ms=5,
-        )
-
-    def send(self, values: list[str]) -> None:
-        for value in values:
-            self.producer.send_async(value.encode(), None)
-        self.producer.flush()
-
-    def receive_all(self, expected: set[str], timeout_s: float = 60.0) -> set[str]:
-        """Outputs until every expected one arrived (ATLEAST_ONCE: repeats allowed)."""
-        received: set[str] = set()
-        deadline = time.monotonic() + timeout_s
-        while not expected <= received and time.monotonic() < deadline:
-            try:
-                message = self.consumer.receive(timeout_millis=500)
-            except pulsar.Timeout:
-                continue
-            received.add(message.data().decode())
-            self.consumer.acknowledge(message)
-        return received
-
-    def receive(self, count: int, timeout_s: float = 60.0) -> list[str]:
-        """Up to ``count`` outputs within the timeout."""
-        received: list[str] = []
-        deadline = time.monotonic() + timeout_s
-        while len(received) < count and time.monotonic() < deadline:
-            try:
-                message = self.consumer.receive(timeout_millis=500)
-            except pulsar.Timeout:
-                continue
-            received.append(message.data().decode())
-            self.consumer.acknowledge(message)
-        return received
-
-    def nothing_within(self, seconds: float) -> list[str]:
-        """Whatever arrives within ``seconds`` (expected: nothing)."""
-        got: list[str] = []
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            try:
-                got.append(self.consumer.receive(timeout_millis=200).data().decode())
-            except pulsar.Timeout:
-                pass
-        return got
-
-    def probe(self, expect_suffix: str = "!") -> str:
-        """Send probes until one comes back; returns the first answer."""
-
-        def answered() -> str | None:
-            self.send(["probe"])
-            got = self.receive(1, timeout_s=2)
-            return got[0] if got and got[0].endswith(expect_suffix) else None
-
-        return str(wait_for(answered, timeout=60))
-
-    def close(self) -> None:
-        self.producer.close()
-        self.consumer.close()
 
 
 def test_a_thousand_messages_come_back_exclaimed(base: str, client: pulsar.Client) -> None:
@@ -153,7 +82,7 @@ def test_an_update_with_new_code_changes_the_behaviour(
     )
     reply = call(base, "PUT", f"{BASE}/updated", function_form({"className": CLASS}, new_code))
     assert reply.status == 200, reply.body
-    assert pipe.probe(expect_suffix="?") == "probe?"
+    assert pipe.probe(suffix="?") == "probe?"
     pipe.send(["after"])
     assert pipe.receive(1) == ["after?"]
     pipe.close()
