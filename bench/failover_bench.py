@@ -115,11 +115,15 @@ def settled(fleet: Fleet, n: int) -> dict[str, str] | None:
     return placed
 
 
+SETTLE_SECONDS = 180.0
+"""How long a fleet may take to run every instance once between trials (``--settle``)."""
+
+
 def rebalance(fleet: Fleet, n: int) -> dict[str, str]:
     """Rejoin check, rebalance, and wait until balanced and every instance runs once."""
     workers = list(fleet.workers.values())
     wait_for(lambda: leader_of(workers), 90, "one leader seen by all three", 0.2)
-    wait_for(lambda: settled(fleet, n), 180, "every instance placed and running once", 0.3)
+    wait_for(lambda: settled(fleet, n), SETTLE_SECONDS, "every instance placed and running once", 0.3)
     reply = call(workers[0].admin_url, "PUT", "/admin/v2/worker/rebalance")
     if reply.status != 200:
         raise RuntimeError(f"rebalance: {reply.status} {reply.body!r}")
@@ -131,7 +135,7 @@ def rebalance(fleet: Fleet, n: int) -> dict[str, str]:
         counts = [list(placed.values()).count(w) for w in NAMES]
         return placed if max(counts) - min(counts) <= 1 else None
 
-    placed = wait_for(balanced, 180, "balanced and running once", 0.3)
+    placed = wait_for(balanced, SETTLE_SECONDS, "balanced and running once", 0.3)
     time.sleep(1.0)  # let the fleet go quiet before the next disruption
     return placed
 
@@ -237,12 +241,18 @@ def summary(values: list[float | None]) -> dict[str, Any]:
 
 
 def main() -> int:
+    global SETTLE_SECONDS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 trial, 30 instances")
     parser.add_argument("--trials", type=int, default=None)
     parser.add_argument("--instances", type=int, default=None)
     parser.add_argument("--limit", type=float, default=30.0, help="give up on a time after this")
+    parser.add_argument(
+        "--settle", type=float, default=SETTLE_SECONDS,
+        help="seconds the fleet may take to run every instance once between trials",
+    )  # fmt: skip
     args = parser.parse_args()
+    SETTLE_SECONDS = args.settle
     trials = args.trials or (1 if args.quick else 5)
     n = args.instances or (30 if args.quick else 60)
 
