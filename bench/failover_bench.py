@@ -3,9 +3,7 @@
 Three workers (pulsar coordination backend, default timings: heartbeat 200 ms,
 dead timeout 1000 ms, lease renew 150 ms, lease timeout 600 ms, thread runtime)
 run ``--instances`` function instances (that many exclamation functions of
-parallelism 1; default 60, not the issue's 300: at 300 the victim's 100 instances
-take 13–30 s to start on the survivors on pulsar-lite and the run does not finish,
-see bench/README.md "300 instances"). Then, per trial:
+parallelism 1; default 300, the issue's size; about 2.5 minutes). Then, per trial:
 
 a. ``kill``: SIGKILL one non-leader worker that holds instances. ``reassigned`` =
    from just before the kill until the leader's ``/admin/v2/worker/assignments``
@@ -254,7 +252,7 @@ def main() -> int:
     args = parser.parse_args()
     SETTLE_SECONDS = args.settle
     trials = args.trials or (1 if args.quick else 5)
-    n = args.instances or (30 if args.quick else 60)
+    n = args.instances or (30 if args.quick else 300)
 
     root = Path(tempfile.mkdtemp(prefix="fnworker-failover-"))
     broker = start_embedded_broker(root / "broker")
