@@ -97,6 +97,7 @@ class PulsarCoordination:
         self.waiting: dict[str, tuple[Fqfn, int, anyio.Event]] = {}
         self.write_results: dict[str, bool] = {}
         self.last_lease = 0.0
+        self.fenced_at = 0.0
         self.client: apulsar.Client | None = None
         self.producers: dict[str, apulsar.Producer] = {}
         self.events: ObjectSendStream[CoordinationEvent] | None = None
@@ -417,8 +418,17 @@ class PulsarCoordination:
         """Renew the lease while leading; claim the next term when the leader is silent."""
         async with anyio.create_task_group() as group:
             group.start_soon(self.heartbeat_reader)
+            last = self.now()
             while True:
                 await anyio.sleep(self.settings.lease_renew / 2)
+                now = self.now()
+                if now - last > self.settings.dead_timeout:
+                    # Woken from a freeze: the leases we missed are still unread, so the
+                    # leader only *looks* silent. Fence first, claim nothing yet.
+                    await self.fence_once(last, now)
+                    last = now
+                    continue
+                last = now
                 if self.leading():
                     await self.leader_tick()
                     continue
@@ -502,12 +512,22 @@ class PulsarCoordination:
         while True:
             now = self.now()
             if now - last > self.settings.dead_timeout:
-                await self.fence_self(now - last)
+                await self.fence_once(last, now)
             last = now
             seq += 1
             beat = Heartbeat(worker=self.me, session=self.session, seq=seq)
             await self.send(self.topics.heartbeats, ENCODE(beat))
             await anyio.sleep(self.settings.heartbeat_interval)
+
+    async def fence_once(self, last: float, now: float) -> None:
+        """Fence ourselves for a freeze from ``last`` to ``now``, unless another loop
+        already did for this freeze; and hear the leader afresh, so no claim is made
+        before the coordinate reader has caught up with the leases we slept through."""
+        self.leadership = msgspec.structs.replace(self.leadership, heard_at=now)
+        if self.fenced_at >= last:
+            return
+        self.fenced_at = now
+        await self.fence_self(now - last)
 
     async def fence_self(self, frozen_for: float) -> None:
         """We were frozen: stop everything and come back as a new session."""

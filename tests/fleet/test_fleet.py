@@ -136,6 +136,28 @@ def test_a_frozen_leader_is_fenced_and_every_instance_runs_once(fleet: Fleet) ->
     assert "worker was frozen" in fleet.workers[old].log()
 
 
+def test_a_worker_woken_from_a_freeze_fences_itself_and_claims_nothing(fleet: Fleet) -> None:
+    workers = [fleet.start(name) for name in ("w1", "w2", "w3")]
+    leader = eventually(lambda: leader_seen_by_all(workers))
+    for index in range(6):
+        register(workers[0], f"f{index}")
+    eventually(lambda: len(holders(workers)) == 6, what="6 instances running")
+    sleeper = next(w for w in workers if w.name != leader)
+    fleet.signal(sleeper.name, signal.SIGSTOP)
+    others = [w for w in workers if w is not sleeper]
+    eventually(lambda: len(holders(others)) == 6, what="all 6 running on the others")
+    time.sleep(2.0)  # longer than the dead timeout (1 s) and the lease timeout (600 ms)
+    fleet.signal(sleeper.name, signal.SIGCONT)
+    eventually(lambda: "worker was frozen" in sleeper.log(), what="the sleeper fences itself")
+    time.sleep(1.0)
+    # The leases it slept through are unread when it wakes: it must not take them for
+    # a silent leader and claim a term (that once left 150 instances with no runner).
+    assert "claiming leadership" not in sleeper.log()
+    assert eventually(lambda: leader_seen_by_all(workers)) == leader
+    running = eventually(lambda: (h := holders(workers)) and len(h) == 6 and h)
+    assert all(len(on) == 1 for on in running.values()), running
+
+
 @pytest.mark.requires_real_pulsar
 def test_no_message_is_lost_when_a_worker_crashes(fleet: Fleet, client: pulsar.Client) -> None:
     # Runs against Apache Pulsar only: pulsar-lite skips its connection cleanup when
