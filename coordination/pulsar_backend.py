@@ -240,13 +240,16 @@ class PulsarCoordination:
         assert self.client is not None
         self.tasks = group
         self.leadership = Leadership(heard_at=self.now())
+        log.info("start-up: opening readers", session=self.session)
         mine = await self.client.create_reader(
             self.topics.assignments_of(self.me_id()), pulsar.MessageId.latest
         )
         coordinate = await self.reader_near_end(self.topics.coordinate)
         metadata = await self.client.create_reader(self.topics.metadata, pulsar.MessageId.earliest)
+        log.info("start-up: replaying the metadata topic")
         while await has_more(metadata):
             self.apply_metadata(METADATA.decode((await metadata.read_next()).data()))
+        log.info("start-up: metadata read", functions=len(self.metadata.functions))
         group.start_soon(self.read_forever, mine, ASSIGNMENTS, self.apply_assignment)
         group.start_soon(self.read_forever, coordinate, COORDINATE, self.apply_coordinate)
         group.start_soon(self.read_forever, metadata, METADATA, self.apply_metadata_event)

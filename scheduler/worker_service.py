@@ -176,6 +176,7 @@ async def serve_worker(
     """Run one worker until cancelled: HTTP API, coordination, leader and reconciler."""
     config, state = prepare_state(config)
     me = identity_of(config)
+    log.info("worker starting", worker=me.worker_id, pid=os.getpid())
     client = client_settings_of(config)
     packages = PackageStore(state / "packages")
     factory = runtime_factory_config(config)
@@ -210,6 +211,7 @@ async def serve_worker(
     )
     try:
         admin_url = (await start_sites(runner, config, bind_address))[0]
+        log.info("start-up: REST API listening", url=admin_url)
         async with anyio.create_task_group() as group:
             events = await group.start(backend.run, me)
             admin.ready = True
