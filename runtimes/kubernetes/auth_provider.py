@@ -21,7 +21,8 @@ from typing import Final
 
 import structlog
 
-from fnworker.runtimes.kubernetes.driver import RESOURCES, KubernetesError, KubernetesRuntime
+from fnworker.runtimes.kubernetes.api_calls import RESOURCES, KubernetesError
+from fnworker.runtimes.kubernetes.driver import KubernetesRuntime
 from fnworker.runtimes.kubernetes.manifests import AuthMaterial, auth_secret, job_identity
 from fnworker.scheduler.records import FunctionAuthSpec, FunctionRecord
 

@@ -16,14 +16,9 @@ import msgspec
 import pytest
 
 from fnworker.runtimes.driver import ClientSettings, InstanceSpec, RuntimeCallError
+from fnworker.runtimes.kubernetes.api_calls import RetryPolicy, TokenBucket, forbidden_sentence
 from fnworker.runtimes.kubernetes.auth_provider import KubernetesSecretsTokenAuthProvider
-from fnworker.runtimes.kubernetes.driver import (
-    OWNER_ANNOTATION,
-    KubernetesRuntime,
-    RetryPolicy,
-    TokenBucket,
-    forbidden_sentence,
-)
+from fnworker.runtimes.kubernetes.driver import OWNER_ANNOTATION, KubernetesRuntime
 from fnworker.runtimes.kubernetes.manifests import KubernetesSettings
 from fnworker.runtimes.registry import AVAILABLE, create_driver
 from fnworker.scheduler.records import (
@@ -359,7 +354,7 @@ def test_registry_creates_the_kubernetes_driver() -> None:
         "kubernetes", factory, ClientSettings(service_url="pulsar://localhost:6650")
     )
     assert isinstance(driver, KubernetesRuntime)
-    assert driver.k8_uri == "http://127.0.0.1:1" and driver.limiter.rate == 50.0
+    assert driver.api.k8_uri == "http://127.0.0.1:1" and driver.limiter.rate == 50.0
     assert RuntimeFactoryConfig().k8_requests_per_second == 200.0
 
 
