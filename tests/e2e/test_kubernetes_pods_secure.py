@@ -27,12 +27,12 @@ from tests.certs import Certs, make_certs, new_secret, sign
 from tests.e2e.conftest import StandaloneWorker, launch, stop, wait_ready
 from tests.e2e.helpers import BASE, call, example_config, function_form, wait_for
 from tests.e2e.pipe import Pipe
+from tests.e2e.test_secure_standalone import secured_document, write_yml
 from tests.kubernetes_kubelet import Kubelet, threaded_cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 NS = "functions"
-TOKEN_PROVIDER = "org.apache.pulsar.broker.authentication.AuthenticationProviderToken"
 
 
 @dataclass
@@ -57,30 +57,16 @@ class SecureCluster:
 
 def secure_kubernetes_yml(folder: Path, certs: Certs, secret: bytes, api_url: str) -> Path:
     """HTTPS only, token authentication, Kubernetes runtime reading pods every second."""
-    (folder / "secret.key").write_bytes(secret)
-    document = {
-        "workerPort": None,
-        "workerPortTls": free_loopback_port(),
-        "tlsEnabled": True,
-        "tlsCertificateFilePath": str(certs.server.cert),
-        "tlsKeyFilePath": str(certs.server.key),
-        "tlsTrustCertsFilePath": str(certs.ca),
-        "authenticationEnabled": True,
-        "authenticationProviders": [TOKEN_PROVIDER],
-        "authorizationEnabled": True,
-        "superUserRoles": ["admin"],
-        "properties": {"tokenSecretKey": f"file://{folder / 'secret.key'}"},
-        "coordinationBackend": "memory",
-        "functionRuntimeFactoryClassName": "kubernetes",
-        "functionRuntimeFactoryConfigs": {
+    document = secured_document(folder, certs, secret, free_loopback_port())
+    document.update(
+        functionRuntimeFactoryClassName="kubernetes",
+        functionRuntimeFactoryConfigs={
             "k8Uri": api_url,
             "jobNamespace": NS,
             "expectedMetricsCollectionInterval": 1,
         },
-    }
-    path = folder / "functions_worker.yml"
-    path.write_text(yaml.safe_dump(document))
-    return path
+    )
+    return write_yml(folder, document)
 
 
 @pytest.fixture(scope="module")

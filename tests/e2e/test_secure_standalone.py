@@ -51,10 +51,11 @@ class Secured:
         )
 
 
-def secure_yml(folder: Path, certs: Certs, secret: bytes, broker_token: str, tls_port: int) -> Path:
-    """The worker config of a TLS-only, token-secured worker."""
+def secured_document(folder: Path, certs: Certs, secret: bytes, tls_port: int) -> dict[str, Any]:
+    """The keys of a TLS-only worker with token authentication and authorization
+    (super user ``admin``); writes the token key into ``folder``."""
     (folder / "secret.key").write_bytes(secret)
-    document = {
+    return {
         "workerPort": None,
         "workerPortTls": tls_port,
         "tlsEnabled": True,
@@ -65,15 +66,28 @@ def secure_yml(folder: Path, certs: Certs, secret: bytes, broker_token: str, tls
         "authenticationProviders": [TOKEN_PROVIDER],
         "authorizationEnabled": True,
         "superUserRoles": ["admin"],
-        "tenantAdminRoles": {"public": ["public-admin"]},
         "properties": {"tokenSecretKey": f"file://{folder / 'secret.key'}"},
-        "brokerClientAuthenticationPlugin": TOKEN_PLUGIN,
-        "brokerClientAuthenticationParameters": f"token:{broker_token}",
         "coordinationBackend": "memory",
     }
+
+
+def write_yml(folder: Path, document: dict[str, Any]) -> Path:
+    """``folder/functions_worker.yml`` holding ``document``."""
     path = folder / "functions_worker.yml"
     path.write_text(yaml.safe_dump(document))
     return path
+
+
+def secure_yml(folder: Path, certs: Certs, secret: bytes, broker_token: str, tls_port: int) -> Path:
+    """The worker config of a TLS-only, token-secured worker with tenant admins and an
+    authenticated broker client."""
+    document = secured_document(folder, certs, secret, tls_port)
+    document.update(
+        tenantAdminRoles={"public": ["public-admin"]},
+        brokerClientAuthenticationPlugin=TOKEN_PLUGIN,
+        brokerClientAuthenticationParameters=f"token:{broker_token}",
+    )
+    return write_yml(folder, document)
 
 
 @pytest.fixture(scope="module")
