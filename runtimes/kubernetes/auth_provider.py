@@ -21,7 +21,7 @@ from typing import Final
 
 import structlog
 
-from fnworker.runtimes.kubernetes.api_calls import RESOURCES, KubernetesError
+from fnworker.runtimes.kubernetes.api_calls import KubernetesError
 from fnworker.runtimes.kubernetes.driver import KubernetesRuntime
 from fnworker.runtimes.kubernetes.manifests import AuthMaterial, auth_secret, job_identity
 from fnworker.scheduler.records import FunctionAuthSpec, FunctionRecord
@@ -73,12 +73,5 @@ class KubernetesSecretsTokenAuthProvider:
             return
         namespace = job_identity(function, self.runtime.settings, self.runtime.customizer).namespace
         name = function.auth.secret_name
-        suffix = RESOURCES["secrets"][2]
-        try:
-            await self.runtime.call(
-                "delete", "secrets", namespace, name, f"delete_namespaced_{suffix}", name, namespace
-            )
-        except KubernetesError as error:
-            if error.code != 404:
-                raise
+        await self.runtime.delete("secrets", namespace, name)
         log.info("function token removed", function=function.fqfn, secret=name)

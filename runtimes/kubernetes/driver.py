@@ -421,15 +421,10 @@ class KubernetesRuntime:
         if rendered.auth_secret_name is not None:
             others.append(("secrets", rendered.auth_secret_name))
         for resource, object_name in others:
-            suffix = RESOURCES[resource][2]
             try:
-                await self.call(
-                    "delete", resource, namespace, object_name, f"delete_namespaced_{suffix}",
-                    object_name, namespace,
-                )  # fmt: skip
+                await self.delete(resource, namespace, object_name)
             except KubernetesError as error:
-                if error.code != 404:
-                    self._report(str(error), job=name)
+                self._report(str(error), job=name)
         log.info("function deleted", job=name, namespace=namespace)
 
     # -- calls ---------------------------------------------------------------------
@@ -442,6 +437,17 @@ class KubernetesRuntime:
     ) -> Any:  # fmt: skip
         """One API call through the rate limit, retried on transient errors."""
         return await self.api.call(verb, resource, namespace, name, method, *args, **kwargs)
+
+    async def delete(self, resource: str, namespace: str, name: str) -> None:
+        """Delete one object; one already gone is fine."""
+        suffix = RESOURCES[resource][2]
+        try:
+            await self.call(
+                "delete", resource, namespace, name, f"delete_namespaced_{suffix}", name, namespace
+            )
+        except KubernetesError as error:
+            if error.code != 404:
+                raise
 
     # -- the pod watch -------------------------------------------------------------
 
