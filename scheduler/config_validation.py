@@ -178,6 +178,8 @@ def _describe_number(kind: mi.IntType | mi.FloatType) -> str:
     article = "an" if noun == "integer" else "a"
     if kind.ge is not None and kind.le is not None:
         return f"{article} {noun} from {kind.ge} to {kind.le}"
+    if kind.gt == 0 and kind.le is not None:
+        return f"a positive {noun} of at most {kind.le}"
     if kind.gt == 0:
         return f"a positive {noun}"
     if kind.ge is not None:
@@ -228,6 +230,7 @@ def inconsistencies(config: WorkerConfig) -> Iterator[Violation]:
             expected="the path of a private key file when tlsEnabled is true",
         )
     yield from _timing_inconsistencies(config)
+    yield from _limit_inconsistencies(config)
     for key, value, expected in security_problems(config):
         yield Violation(key=key, value=value, expected=expected)
 
@@ -257,3 +260,26 @@ def _timing_inconsistencies(config: WorkerConfig) -> Iterator[Violation]:
                 f"({config.max_package_size_bytes})"
             ),
         )
+
+
+def _limit_inconsistencies(config: WorkerConfig) -> Iterator[Violation]:
+    """Admission limits that would refuse every function, or contradict each other."""
+    if config.max_function_parallelism > config.max_fleet_instances:
+        yield Violation(
+            key="maxFunctionParallelism",
+            value=config.max_function_parallelism,
+            expected=(
+                f"a positive integer of at most maxFleetInstances ({config.max_fleet_instances})"
+            ),
+        )
+    low = config.function_instance_min_resources
+    high = config.function_instance_max_resources
+    for part in ("cpu", "ram", "disk"):
+        least = getattr(low, part) if low is not None else None
+        most = getattr(high, part) if high is not None else None
+        if least is not None and most is not None and least > most:
+            yield Violation(
+                key=f"functionInstanceMinResources.{part}",
+                value=least,
+                expected=f"at most functionInstanceMaxResources.{part} ({most})",
+            )

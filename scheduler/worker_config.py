@@ -161,12 +161,26 @@ class RuntimeFactoryConfig(msgspec.Struct, frozen=True, kw_only=True, rename="ca
     k8_request_burst: PositiveInt = msgspec.field(default=200, name="k8RequestBurst")
 
 
-class ResourceBounds(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
-    """A bound (or granularity) on what an instance may request; unset parts are free."""
+# A cpu amount in cores: finite and positive (inf and nan are not amounts of cpu).
+CpuCores = Annotated[float, Meta(gt=0.0, le=1_000_000.0)]
+ByteCount = Annotated[int, Meta(gt=0, le=2**63 - 1)]
 
-    cpu: PositiveFloat | None = None
-    ram: PositiveInt | None = None
-    disk: PositiveInt | None = None
+GIB: Final = 1024**3
+MIB: Final = 1024**2
+
+
+class ResourceBounds(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """A bound (or granularity) on what an instance may request; unset parts are free
+    (for ``functionInstanceMaxResources``: the built-in cap of that part)."""
+
+    cpu: CpuCores | None = None
+    ram: ByteCount | None = None
+    disk: ByteCount | None = None
+
+
+DEFAULT_MAX_RESOURCES: Final = ResourceBounds(cpu=64.0, ram=256 * GIB, disk=1024 * GIB)
+"""The cap of ``functionInstanceMaxResources`` parts left unset: 64 cores, 256 GiB ram,
+1 TiB disk (a large cloud machine; an instance asking for more cannot be placed anywhere)."""
 
 
 class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
@@ -211,7 +225,9 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     process_container_factory: RuntimeFactoryConfig | None = None
     kubernetes_container_factory: RuntimeFactoryConfig | None = None
     function_instance_min_resources: ResourceBounds | None = None
-    function_instance_max_resources: ResourceBounds | None = None
+    function_instance_max_resources: ResourceBounds | None = msgspec.field(
+        default_factory=lambda: DEFAULT_MAX_RESOURCES
+    )
     function_instance_resource_granularities: ResourceBounds | None = None
     function_instance_resource_change_in_lock_step: bool = False
     secrets_provider_configurator_class_name: str | None = None
@@ -263,6 +279,14 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     pulsar_lite_consumer_id_slots: NonNegativeInt = 0
     max_package_size_bytes: PositiveInt = 100 * 1024 * 1024
     max_request_body_bytes: PositiveInt = 110 * 1024 * 1024
+    # fnworker admission limits (docs/limits.md): a function over one is refused with a 400.
+    max_function_parallelism: PositiveInt = 1000
+    max_fleet_instances: PositiveInt = 100_000
+    max_input_topics_per_function: PositiveInt = 100
+    max_function_config_bytes: PositiveInt = 1 * MIB
+    max_package_unpacked_bytes: PositiveInt = 512 * MIB
+    max_package_files: PositiveInt = 20_000
+    max_module_parse_bytes: PositiveInt = 8 * MIB
 
 
 class BrokerClientSettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -22,6 +22,7 @@ from fnworker.scheduler.worker_config import (
     SCHEDULER_STRATEGIES,
     THREAD_RUNTIME_CLASS,
     ConfigError,
+    ResourceBounds,
     RuntimeFactoryConfig,
     WorkerConfig,
     assignment_topic,
@@ -158,6 +159,18 @@ def test_fnworker_extension_defaults() -> None:
     assert config.state_directory == "state"
     assert config.max_package_size_bytes == 100 * 2**20
     assert config.max_request_body_bytes == 110 * 2**20
+
+
+def test_admission_limit_defaults() -> None:
+    config = WorkerConfig()
+    assert (config.max_function_parallelism, config.max_fleet_instances) == (1000, 100_000)
+    assert config.max_input_topics_per_function == 100
+    assert config.max_function_config_bytes == 2**20
+    assert (config.max_package_unpacked_bytes, config.max_package_files) == (512 * 2**20, 20_000)
+    assert config.max_module_parse_bytes == 8 * 2**20
+    assert config.function_instance_max_resources == ResourceBounds(
+        cpu=64.0, ram=256 * 2**30, disk=2**40
+    )
 
 
 # --- Pulsar's own file ------------------------------------------------------
@@ -466,7 +479,32 @@ def test_unknown_keys_nested_and_top_level_share_one_warning() -> None:
         ),
         (
             {"functionInstanceMaxResources": {"cpu": 0}},
-            "functionInstanceMaxResources.cpu = 0 is not valid; expected a positive number.",
+            "functionInstanceMaxResources.cpu = 0 is not valid; "
+            "expected a positive number of at most 1000000.0.",
+        ),
+        (
+            {"functionInstanceMaxResources": {"cpu": float("inf")}},
+            "functionInstanceMaxResources.cpu = inf is not valid; "
+            "expected a positive number of at most 1000000.0.",
+        ),
+        (
+            {"functionInstanceMinResources": {"ram": 2**70}},
+            "functionInstanceMinResources.ram = 1180591620717411303424 is not valid; "
+            "expected a positive integer of at most 9223372036854775807.",
+        ),
+        (
+            {"functionInstanceMinResources": {"disk": 2**41}},
+            "functionInstanceMinResources.disk = 2199023255552 is not valid; "
+            "expected at most functionInstanceMaxResources.disk (1099511627776).",
+        ),
+        (
+            {"maxFunctionParallelism": 200_000},
+            "maxFunctionParallelism = 200000 is not valid; "
+            "expected a positive integer of at most maxFleetInstances (100000).",
+        ),
+        (
+            {"maxPackageFiles": 0},
+            "maxPackageFiles = 0 is not valid; expected a positive integer.",
         ),
         (
             {"leaseRenewMs": 600},
