@@ -95,6 +95,7 @@ def start_embedded_broker(
 ) -> EmbeddedBroker:
     """Start pulsar-lite with its data under ``data_dir`` and wait until it accepts TCP."""
     data_dir.mkdir(parents=True, exist_ok=True)
+    wait_for_previous_broker(data_dir, ready_timeout)
     toml_path = data_dir / "pulsar-lite.toml"
     toml_path.write_text(broker_toml(log_level, keep_alive_secs))
     port = port or free_loopback_port()
@@ -127,6 +128,43 @@ def start_embedded_broker(
         broker.stop()
         raise
     return broker
+
+
+def wait_for_previous_broker(data_dir: Path, timeout: float) -> None:
+    """Wait for the broker a previous worker started on ``data_dir`` to exit.
+
+    A SIGKILLed worker's broker gets its parent-death signal a moment later and still
+    holds the database lock; a worker restarted at once waits for it. A broker that
+    stays (another worker uses this state directory) is one sentence, not a lock error.
+    """
+    pid_file = data_dir / "broker.pid"
+    if not pid_file.exists():
+        return
+    try:
+        pid = int(pid_file.read_text().strip())
+    except ValueError:
+        return
+    database = str(data_dir / "broker.db")
+    deadline = time.monotonic() + timeout
+    while serves_database(pid, database):
+        if time.monotonic() > deadline:
+            raise BrokerStartError(
+                f"the state directory {data_dir.parent} is in use: the embedded broker of "
+                f"another worker (pid {pid}) still runs on it; stop that worker or give "
+                "this one another --state-dir"
+            )
+        time.sleep(0.02)
+
+
+def serves_database(pid: int, database: str) -> bool:
+    """True while process ``pid`` is a live pulsar-lite serving ``database``."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        status = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    zombie = status.rpartition(")")[2].split()[:1] == ["Z"]
+    return not zombie and os.fsencode(database) in command
 
 
 def die_with_parent() -> None:

@@ -6,9 +6,13 @@ SIGTERM, and stops everything it started. The process edge of the program.
 from __future__ import annotations
 
 import functools
+import logging
 import os
+import secrets
 import signal
+import socket
 import sys
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -18,7 +22,11 @@ import structlog
 import yaml
 
 from fnworker.coordination.backend import CoordinationBackend
-from fnworker.coordination.embedded_broker import EmbeddedBroker, start_embedded_broker
+from fnworker.coordination.embedded_broker import (
+    BrokerStartError,
+    EmbeddedBroker,
+    start_embedded_broker,
+)
 from fnworker.coordination.fleet_settings import FleetSettings
 from fnworker.coordination.memory import MemoryCluster, MemoryCoordination
 from fnworker.coordination.topics import cluster_topics
@@ -37,6 +45,11 @@ from fnworker.scheduler.worker_config import (
 from fnworker.scheduler.worker_service import RunningWorker, client_settings_of, serve_worker
 
 log = structlog.get_logger("fnworker.launch")
+
+STOP_BOUND_SECONDS = 10.0
+"""A worker told to stop (SIGTERM, Ctrl-C) exits within this many seconds, whatever
+its instances are doing; the runtimes stop instances gracefully within their own
+shorter bound first (docs/architecture.md, Decisions)."""
 
 
 def load_or_explain(config_path: Path | None) -> WorkerConfig | None:
@@ -84,9 +97,19 @@ def sets_service_url(config_path: Path | None, environ: Mapping[str, str]) -> bo
     return isinstance(raw, dict) and raw.get("pulsarServiceUrl") is not None
 
 
+MEMORY_WARNING = (
+    "coordinationBackend is memory: registered functions live only in this process "
+    "and are lost when it stops; use pulsar (the default) to keep them"
+)
+
+
 def coordination_for(config: WorkerConfig) -> CoordinationBackend:
-    """The coordination backend ``coordinationBackend`` names, for this worker's cluster."""
+    """The coordination backend ``coordinationBackend`` names, for this worker's cluster.
+
+    ``memory`` is for tests and simulations: it is only ever chosen explicitly, and
+    a worker started on it says at start that it keeps nothing."""
     if config.coordination_backend == "memory":
+        log.warning(MEMORY_WARNING)
         return MemoryCoordination(MemoryCluster())
     settings = FleetSettings(
         service_url=config.pulsar_service_url,
@@ -121,9 +144,51 @@ async def run_until_signalled(
             group.start_soon(on_ready, worker, config)
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for received in signals:
-                log.info("signal received, stopping", signal=received.name)
+                log.info(
+                    "signal received, stopping",
+                    signal=received.name,
+                    bound_seconds=STOP_BOUND_SECONDS,
+                )
                 break
+        exit_after(STOP_BOUND_SECONDS)
         group.cancel_scope.cancel()
+
+
+def exit_after(seconds: float) -> threading.Timer:
+    """Make the process exit ``seconds`` from now even if stopping hangs (an instance
+    stuck in user code or in a blocking client call): the last resort behind every
+    part's own graceful-stop bound, so a stop signal always ends the worker in time."""
+
+    def give_up() -> None:
+        log.error("stopping took too long; exiting now", bound_seconds=seconds)
+        logging.shutdown()
+        os._exit(1)
+
+    timer = threading.Timer(seconds, give_up)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+def standalone_worker_id(state: Path) -> str:
+    """The id a standalone worker keeps across restarts: made once, kept in the state
+    directory, so a restart (on any port) finds its own assignments again."""
+    id_file = state / "worker-id"
+    if id_file.exists():
+        kept = id_file.read_text().strip()
+        if kept:
+            return kept
+    state.mkdir(parents=True, exist_ok=True)
+    made = f"standalone-{socket.gethostname().split('.')[0]}-{secrets.token_hex(3)}"
+    write_atomically(id_file, made)
+    return made
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` so a crash leaves the old file or the new one."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text)
+    os.replace(partial, path)
 
 
 def run_standalone(
@@ -142,8 +207,8 @@ def run_standalone(
         return 2
     state = (state_dir or Path(config.state_directory)).resolve()
     changes: dict[str, object] = {"state_directory": str(state)}
-    if config_path is None:
-        changes["coordination_backend"] = "memory"
+    if not config.worker_id:
+        changes["worker_id"] = standalone_worker_id(state)
     if port is not None:
         changes["worker_port"] = port
     if broker_url:
@@ -151,7 +216,11 @@ def run_standalone(
     config = msgspec.structs.replace(config, **changes)
     broker: EmbeddedBroker | None = None
     if not broker_url and not sets_service_url(config_path, os.environ):
-        broker = start_embedded_broker(state / "broker")
+        try:
+            broker = start_embedded_broker(state / "broker")
+        except BrokerStartError as error:
+            print(f"fnworker: {error}.", file=sys.stderr)
+            return 2
         config = msgspec.structs.replace(config, pulsar_service_url=broker.url)
         log.info("embedded broker started", url=broker.url, pid=broker.pid)
     try:

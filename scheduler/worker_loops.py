@@ -8,6 +8,7 @@ pass always works from the newest state, never from a queue of stale events.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
@@ -33,7 +34,14 @@ from fnworker.scheduler.reconcile import (
     StopInstance,
     reconcile,
 )
-from fnworker.scheduler.records import Assignment, InstanceId, WorkerId, WorkerInfo
+from fnworker.scheduler.records import (
+    Assignment,
+    InstanceId,
+    WorkerId,
+    WorkerInfo,
+    split_fqfn,
+    split_instance_id,
+)
 
 log = structlog.get_logger("fnworker.worker")
 
@@ -186,13 +194,35 @@ def rebalance_assignments(
     """The assignment records that even out the load with the fewest moves."""
     table = backend.assignments()
     placement = plan_rebalance(
-        {instance: a.worker for instance, a in table.items()}, workers, strategy  # type: ignore[arg-type]
+        {instance: a.worker for instance, a in table.items()},
+        workers,
+        strategy,  # type: ignore[arg-type]
     )
     return [
         msgspec.structs.replace(table[InstanceId(m.instance)], worker=WorkerId(m.target), term=term)
         for m in placement.moves
         if m.target is not None
     ]
+
+
+def instance_folder(instances_dir: Path, instance: InstanceId) -> Path:
+    """Where one instance's files live: ``{instances}/{tenant}/{namespace}/{name}/{index}``."""
+    fqfn, index = split_instance_id(instance)
+    return instances_dir.joinpath(*split_fqfn(fqfn), str(index))
+
+
+def remove_folder(folder: Path, keep: Path | None = None) -> None:
+    """Delete ``folder``, then its parents below ``keep`` that are left empty."""
+    shutil.rmtree(folder, ignore_errors=True)
+    if keep is None:
+        return
+    for parent in folder.parents:
+        if parent == keep or keep not in parent.parents:
+            return
+        try:
+            parent.rmdir()
+        except OSError:
+            return
 
 
 class Reconciler:
@@ -226,6 +256,8 @@ class Reconciler:
             if isinstance(action, StopInstance):
                 await self.driver.stop(action.instance)
                 self.running.pop(action.instance, None)
+                folder = instance_folder(self.instances_dir, action.instance)
+                await anyio.to_thread.run_sync(remove_folder, folder, self.instances_dir)
                 log.info("instance stopped", instance=action.instance, reason=action.reason)
                 return
             if isinstance(action, ReplaceInstance):

@@ -21,7 +21,7 @@ from fnworker.runtimes.broker_client import with_tls_scheme
 from fnworker.runtimes.driver import ClientSettings, InstanceSpec, RuntimeDriver
 from fnworker.runtimes.registry import create_auth_provider, create_driver
 from fnworker.scheduler.api.app import make_app
-from fnworker.scheduler.api.route_table import METRICS_REGISTRY
+from fnworker.scheduler.api.route_table import METRICS_REGISTRY, UPLOAD_DIR
 from fnworker.scheduler.auth.settings import load_web_security
 from fnworker.scheduler.fleet_admin import FleetAdmin
 from fnworker.scheduler.forwarding import Forwarder
@@ -29,7 +29,7 @@ from fnworker.scheduler.functions_admin import WorkerFunctionsAdmin
 from fnworker.scheduler.metrics import metrics_registry
 from fnworker.scheduler.package_store import PackageStore
 from fnworker.scheduler.reconcile import ReplaceInstance, StartInstance
-from fnworker.scheduler.records import PackageRef, WorkerInfo, split_fqfn, split_instance_id
+from fnworker.scheduler.records import PackageRef, WorkerInfo, split_instance_id
 from fnworker.scheduler.tls import server_context
 from fnworker.scheduler.worker_config import (
     WorkerConfig,
@@ -45,8 +45,10 @@ from fnworker.scheduler.worker_loops import (
     LocalAssignments,
     Reconciler,
     Wakeup,
+    instance_folder,
     lead,
     pump_events,
+    remove_folder,
 )
 
 log = structlog.get_logger("fnworker.worker")
@@ -121,7 +123,9 @@ class SpecMaker:
         if record.package is None:
             raise ValueError(f"function {fqfn} has no package to run")
         await self.ensure_stored(record.package)
-        folder = instances_dir.joinpath(*split_fqfn(fqfn), str(index), f"v{record.version}")
+        own = instance_folder(instances_dir, action.instance)
+        await anyio.to_thread.run_sync(remove_folder, own)  # an older version's files
+        folder = own / f"v{record.version}"
         return InstanceSpec(
             instance=action.instance,
             index=index,
@@ -134,10 +138,18 @@ class SpecMaker:
         )
 
 
+TRANSIENT_FOLDERS = ("instances", "scratch")
+"""State folders that only hold files of a running worker (instance copies of
+packages, uploads being read); emptied at start, so a killed worker leaves nothing."""
+
+
 def prepare_state(config: WorkerConfig) -> tuple[WorkerConfig, Path]:
-    """Create the state folders; give a worker without a plain or TLS port a free one."""
+    """Create the state folders, emptying the transient ones a previous (perhaps
+    killed) run left; give a worker without a plain or TLS port a free one."""
     state = Path(config.state_directory).resolve()
-    for folder in ("packages", "instances", "scratch"):
+    for folder in TRANSIENT_FOLDERS:
+        remove_folder(state / folder)
+    for folder in ("packages", *TRANSIENT_FOLDERS):
         (state / folder).mkdir(parents=True, exist_ok=True)
     if not config.worker_port and not web_tls_enabled(config):
         config = msgspec.structs.replace(config, worker_port=free_loopback_port())
@@ -163,6 +175,7 @@ def http_app(
         security=load_web_security(config, os.environ),
     )
     app[METRICS_REGISTRY] = metrics_registry([driver], config.pulsar_functions_cluster)
+    app[UPLOAD_DIR] = Path(config.state_directory).resolve() / "scratch"
     return app
 
 

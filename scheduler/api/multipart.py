@@ -27,6 +27,7 @@ from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from fnworker.scheduler.admin import UploadedPackage
+from fnworker.scheduler.api.route_table import UPLOAD_DIR
 from fnworker.scheduler.errors import ApiError, bad_request
 
 URLENCODED = "application/x-www-form-urlencoded"
@@ -76,8 +77,11 @@ async def receive_form(
         raise bad_request(
             f"request body is {request.content_type or 'missing'}; expected multipart/form-data"
         )
+    parent = request.app.get(UPLOAD_DIR)
     folder = Path(
-        await anyio.to_thread.run_sync(partial(tempfile.mkdtemp, prefix="fnworker-upload-"))
+        await anyio.to_thread.run_sync(
+            partial(tempfile.mkdtemp, prefix="fnworker-upload-", dir=parent)
+        )
     )
     try:
         yield await _read_parts(request, folder, file_parts, max_file_bytes)

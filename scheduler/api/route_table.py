@@ -5,6 +5,7 @@ Also the keys under which handlers find the admin and the settings. No I/O."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -18,6 +19,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ADMIN = web.AppKey("fnworker_admin", FunctionsAdmin)
 MAX_BODY_BYTES = web.AppKey("fnworker_max_body_bytes", int)
 OPENAPI_DOCUMENT = web.AppKey("fnworker_openapi_document", bytes)
+UPLOAD_DIR = web.AppKey("fnworker_upload_dir", Path)
+"""Where uploads are read into (the worker's scratch folder, emptied at every start,
+so a worker killed mid-upload leaves nothing behind); the system temp folder if unset."""
 # The prometheus-client registry GET /metrics renders (set by the worker service).
 METRICS_REGISTRY = web.AppKey("fnworker_metrics_registry", CollectorRegistry)
 
