@@ -195,6 +195,12 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     http_requests_limit_enabled: bool = False
     http_requests_max_per_second: PositiveFloat = 100.0
     authenticate_metrics_endpoint: bool = True
+    # HTTP connection hygiene (config/functions_worker.yml explains each bound).
+    max_http_server_connections: NonNegativeInt = 2048
+    http_header_read_timeout_seconds: PositiveFloat = 10.0
+    http_body_read_timeout_seconds: PositiveFloat = 30.0
+    http_body_min_bytes_per_second: PositiveInt = 16384
+    http_keep_alive_timeout_seconds: PositiveFloat = 15.0
     # Coordination and scheduling.
     pulsar_service_url: ServiceUrl = "pulsar://localhost:6650"
     pulsar_web_service_url: HttpUrl = "http://localhost:8080"
