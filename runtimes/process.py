@@ -8,7 +8,10 @@ over a private control channel (runtimes/instance/control.py), polls its status 
 metrics every ``poll_interval_seconds`` (each poll is also the health check that
 keeps the process alive), and restarts it with exponential backoff when it
 crashes. A package that does not load is reported once and not restarted. Stop is
-SIGTERM, ``stop_grace_seconds``, then SIGKILL. The supervisor thread is also the
+SIGTERM, ``stop_grace_seconds`` (``gracePeriodSeconds``, 5 s by default), then
+SIGKILL, and the supervisor notices a stop request within ``STOP_NOTICE_SECONDS``
+whatever it is waiting for, so stopping never takes much longer than the grace;
+the instance ends itself a little before it. The supervisor thread is also the
 spawning thread, so Linux's parent-death signal fires exactly when supervision
 ends, and a pid file per instance lets a restarted worker end leftovers of its
 previous life. Decisions and numbers: docs/process-runtime.md.
@@ -66,6 +69,8 @@ PASSED_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "HOME", "TMPDIR", "T
 PASSED_ENVIRONMENT_PREFIXES = ("FNWORKER_LOG_",)
 ENVIRONMENT_SECRETS = ("environment", "EnvironmentBasedSecretsProvider")
 RECENT_EXITS = 10
+STOP_NOTICE_SECONDS = 0.1
+"""How long a supervisor waiting for a reply may take to notice a stop request."""
 log = structlog.get_logger("fnworker.runtime.process")
 
 
@@ -97,7 +102,7 @@ class ProcessSettings(msgspec.Struct, frozen=True, kw_only=True):
     python_executable: str = sys.executable
     python_instance_location: Path | None = None
     extra_dependencies_dir: Path | None = None
-    stop_grace_seconds: float = 10.0
+    stop_grace_seconds: float = 5.0
     poll_interval_seconds: float = 0.5
     request_timeout_seconds: float = 5.0
     missed_polls_before_kill: int = 3
@@ -109,7 +114,8 @@ class ProcessSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def settings_from_factory(factory: RuntimeFactoryConfig, state_directory: Path) -> ProcessSettings:
-    """ProcessSettings from ``functionRuntimeFactoryConfigs`` (relative paths: the cwd)."""
+    """ProcessSettings from ``functionRuntimeFactoryConfigs`` (relative paths: the cwd);
+    ``gracePeriodSeconds`` bounds each instance's stop, as it bounds a pod's."""
     if factory.java_instance_jar_location:
         log.info("javaInstanceJarLocation is ignored: fnworker runs Python functions only")
     return ProcessSettings(
@@ -117,7 +123,14 @@ def settings_from_factory(factory: RuntimeFactoryConfig, state_directory: Path) 
         state_directory=state_directory.resolve(),
         python_instance_location=optional_path(factory.python_instance_location),
         extra_dependencies_dir=optional_path(factory.extra_function_dependencies_dir),
+        stop_grace_seconds=float(factory.grace_period_seconds),
     )
+
+
+def instance_stop_grace(stop_grace_seconds: float) -> float:
+    """How long the instance itself may take to stop after SIGTERM: a little less than
+    the supervisor waits before SIGKILL, so it exits by itself and logs why."""
+    return stop_grace_seconds - min(1.0, stop_grace_seconds / 2)
 
 
 def optional_path(value: str | None) -> Path | None:
@@ -475,7 +488,7 @@ class InstanceProcess:
             Boot(
                 spec=self.spec,
                 health_timeout_seconds=settings.health_timeout_seconds,
-                stop_grace_seconds=max(1.0, settings.stop_grace_seconds - 1.0),
+                stop_grace_seconds=instance_stop_grace(settings.stop_grace_seconds),
             )
         )
         first = self._await_start(process, channel)
@@ -503,7 +516,7 @@ class InstanceProcess:
                 return None
             try:
                 with self._channel_lock:
-                    message = channel.receive(0.25)
+                    message = channel.receive(STOP_NOTICE_SECONDS)
             except ChannelTimeout:
                 if process.poll() is not None:
                     return self._ended(process, channel)
@@ -527,7 +540,8 @@ class InstanceProcess:
         return status is not None and metrics is not None
 
     def _request(self, request: Any, reply_type: type[Any]) -> Any:
-        """Send one request and read its reply; None on timeout or if not running.
+        """Send one request and read its reply; None on timeout, on a stop request, or
+        if not running.
 
         Replies of earlier, timed-out requests are skipped. ChannelClosed propagates
         on the supervisor thread (the process is ending).
@@ -538,11 +552,11 @@ class InstanceProcess:
         deadline = time.monotonic() + self.settings.request_timeout_seconds
         with self._channel_lock:
             channel.send(request)
-            while (remaining := deadline - time.monotonic()) > 0:
+            while (remaining := deadline - time.monotonic()) > 0 and not self._stop.is_set():
                 try:
-                    message = channel.receive(remaining)
+                    message = channel.receive(min(remaining, STOP_NOTICE_SECONDS))
                 except ChannelTimeout:
-                    return None
+                    continue
                 if isinstance(message, reply_type):
                     return message
                 if isinstance(message, Exiting):
@@ -653,7 +667,11 @@ class ProcessRuntime(InstanceLifecycle[InstanceProcess]):
         return await anyio.to_thread.run_sync(held.reset_metrics)
 
     async def aclose(self) -> None:
-        """Stop every instance (in parallel)."""
+        """Stop every instance. All supervisors are told at once, before any join takes
+        one of the event loop's worker threads, so stopping many instances takes about
+        one grace period, not one per batch of threads."""
+        for held in list(self._held.values()):
+            held.request_stop()
         async with anyio.create_task_group() as group:
             for instance in list(self._held):
                 group.start_soon(self.stop, instance)

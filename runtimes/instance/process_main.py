@@ -10,15 +10,19 @@ Command line (no secrets; the spec arrives over the channel):
 [--log-backups K]``. A ``pythonInstanceLocation`` script receives the same
 arguments and normally just calls ``main()`` here.
 
-No orphans: the process asks Linux for SIGTERM when the thread that spawned it
+No orphans: the process asks Linux for SIGHUP when the thread that spawned it
 ends (``PR_SET_PDEATHSIG``), then checks that its parent is still the worker it
-was started by (closing the race with a parent that died first); while it runs,
-end-of-file on the channel, a changed parent pid or no request for
-``health_timeout_seconds`` make it exit. Shutdown is bounded: a hard exit follows
-``stop_grace_seconds`` after the decision to stop.
+was started by (closing the race with a parent that died first). While it runs,
+an exit watchdog (runtimes/instance/exit_watchdog.py) turns a changed parent pid,
+a hung-up channel or a stop signal into a stop order with a deadline, whatever
+the main thread is doing; no request for ``health_timeout_seconds`` or a stopped
+message loop do the same from the main thread. The main thread stops gracefully
+while the deadline allows; at the deadline the watchdog logs why and exits hard:
+1 s after the worker is gone, ``stop_grace_seconds`` after a SIGTERM.
 
 Exit codes: 0 stopped as asked; 3 the package does not load (not retried); 4 the
-instance could not start (retried); 5 its message loop stopped; 6 orphaned.
+instance could not start (retried); 5 its message loop stopped; 6 orphaned (0 and
+6 are defined in exit_watchdog.py, which may exit with them).
 """
 
 from __future__ import annotations
@@ -30,10 +34,8 @@ import io
 import logging
 import logging.handlers
 import os
-import signal
 import socket
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,6 +43,7 @@ from pathlib import Path
 import msgspec
 import pulsar
 
+from fnworker.runtimes.broker_client import make_client
 from fnworker.runtimes.instance.control import (
     Boot,
     ChannelClosed,
@@ -57,23 +60,30 @@ from fnworker.runtimes.instance.control import (
     Started,
     StatusReply,
 )
+from fnworker.runtimes.instance.exit_watchdog import (
+    EXIT_ORPHANED,
+    EXIT_STOPPED,
+    ORPHAN_GRACE_SECONDS,
+    PARENT_DEATH_SIGNAL,
+    ExitWatchdog,
+    StopOrder,
+    join_budget,
+)
 from fnworker.runtimes.instance.host import InstanceHost, InstanceStartError
 from fnworker.runtimes.instance.instance_plan import PlanError, plan_instance
 from fnworker.runtimes.instance.package_layout import PackageError
 from fnworker.runtimes.instance.state_store import StateStore
 from fnworker.runtimes.instance.stats import describe
-from fnworker.runtimes.thread import make_client  # re-exported from broker_client
 from fnworker.scheduler.logging_setup import configure_logging
 from fnworker.scheduler.records import FunctionRecord
 
-EXIT_STOPPED = 0
 EXIT_LOAD_FAILED = 3
 EXIT_START_FAILED = 4
 EXIT_LOOP_STOPPED = 5
-EXIT_ORPHANED = 6
 BOOT_TIMEOUT_SECONDS = 30.0
 TICK_SECONDS = 0.25
 PR_SET_PDEATHSIG = 1
+CHANNEL_CLOSED = "the worker closed the control channel"
 
 log = logging.getLogger("fnworker.instance.process")
 
@@ -111,9 +121,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def die_with_parent() -> None:
-    """Ask Linux to SIGTERM this process when the worker thread that spawned it ends."""
+    """Ask Linux to signal this process when the worker thread that spawned it ends
+    (SIGHUP: its default action ends the process until the exit watchdog handles it)."""
     if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, PARENT_DEATH_SIGNAL)
 
 
 class InstanceProcess:
@@ -123,13 +134,15 @@ class InstanceProcess:
         self.boot = boot
         self.spec = boot.spec
         self.channel = channel
-        self.parent_pid = parent_pid
-        self.stopping = threading.Event()
+        self.watchdog = ExitWatchdog(
+            parent_pid=parent_pid,
+            channel=channel.sock,
+            stop_grace_seconds=boot.stop_grace_seconds,
+        )
 
     def run(self) -> int:
         """Start the host, serve the channel, stop; the exit code."""
-        signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
-        signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
+        self.watchdog.start()
         try:
             client = make_client(self.spec.client, pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn))
         except Exception as error:  # noqa: BLE001 - reported over the channel
@@ -137,21 +150,20 @@ class InstanceProcess:
                 InstanceStartError(f"creating the pulsar client failed: {describe(error)}"), None
             )
         host = InstanceHost(self.spec, client, StateStore(), thread_name=str(self.spec.instance))
+        log.info("instance opening: loading the code and subscribing")
         try:
             skip_consumer_ids(client, self.spec.function, self.spec.index)
             host.open()
         except InstanceStartError as error:
             return self.fail_start(error, client)
-        host.start()
-        log.info("instance started: %s (pid %d)", self.spec.instance, os.getpid())
-        code, reason = EXIT_STOPPED, ""
-        try:
-            self.channel.send(Started(pid=os.getpid()))
-            code, reason = self.serve(host)
-        except ChannelClosed:
-            code, reason = EXIT_ORPHANED, "the worker closed the control channel"
-        self.shut_down(host, client, code, reason)
-        return code
+        if not self.watchdog.stopping.is_set():
+            host.start()
+            log.info("instance started: %s (pid %d)", self.spec.instance, os.getpid())
+            self.serve(host)
+        order = self.watchdog.order
+        assert order is not None
+        self.shut_down(host, client, order)
+        return order.code
 
     def fail_start(self, error: InstanceStartError, client: pulsar.Client | None) -> int:
         """Report a failed start over the channel and say whether to retry."""
@@ -165,52 +177,48 @@ class InstanceProcess:
             close_quietly(client)
         return EXIT_LOAD_FAILED if permanent else EXIT_START_FAILED
 
-    def serve(self, host: InstanceHost) -> tuple[int, str]:
-        """Answer requests until a reason to exit comes up; (exit code, reason)."""
+    def serve(self, host: InstanceHost) -> None:
+        """Answer requests until a stop order stands."""
         last_request = time.monotonic()
-        while True:
-            reason = self.reason_to_exit(host, last_request)
-            if reason is not None:
-                return reason
-            try:
-                request = self.channel.receive(TICK_SECONDS)
-            except ChannelTimeout:
-                continue
-            except ChannelClosed:
-                return EXIT_ORPHANED, "the worker closed the control channel"
-            last_request = time.monotonic()
-            self.channel.send(answer(request, host))
+        try:
+            self.channel.send(Started(pid=os.getpid()))
+            while not self.watchdog.stopping.is_set():
+                if self.check_health(host, last_request):
+                    continue
+                try:
+                    request = self.channel.receive(TICK_SECONDS)
+                except ChannelTimeout:
+                    continue
+                last_request = time.monotonic()
+                self.channel.send(answer(request, host))
+        except ChannelClosed:
+            self.watchdog.order_stop(CHANNEL_CLOSED, EXIT_ORPHANED, ORPHAN_GRACE_SECONDS)
 
-    def reason_to_exit(self, host: InstanceHost, last_request: float) -> tuple[int, str] | None:
-        """Why this process should stop now, or None to go on."""
-        if self.stopping.is_set():
-            return EXIT_STOPPED, ""
-        if os.getppid() != self.parent_pid:
-            return EXIT_ORPHANED, "the worker process is gone"
+    def check_health(self, host: InstanceHost, last_request: float) -> bool:
+        """Order a stop if the loop ended or the worker went quiet; True if one was ordered."""
         if not host.running:
-            return EXIT_LOOP_STOPPED, host.error or "the message loop stopped"
+            reason = host.error or "the message loop stopped"
+            self.watchdog.order_stop(reason, EXIT_LOOP_STOPPED, self.boot.stop_grace_seconds)
+            return True
         silent = time.monotonic() - last_request
         if silent > self.boot.health_timeout_seconds:
-            return EXIT_ORPHANED, f"no request from the worker for {silent:.0f} s"
-        return None
+            reason = f"no request from the worker for {silent:.0f} s"
+            self.watchdog.order_stop(reason, EXIT_ORPHANED, ORPHAN_GRACE_SECONDS)
+            return True
+        return False
 
-    def shut_down(self, host: InstanceHost, client: pulsar.Client, code: int, reason: str) -> None:
-        """Stop the loop and close everything, within the grace period at most."""
-        grace = self.boot.stop_grace_seconds
-        hard_exit = threading.Timer(grace, os._exit, (code or EXIT_ORPHANED,))
-        hard_exit.daemon = True
-        hard_exit.start()
-        if reason:
-            log.warning("instance stopping: %s", reason)
+    def shut_down(self, host: InstanceHost, client: pulsar.Client, order: StopOrder) -> None:
+        """Stop the loop and close everything while the order's deadline allows; the
+        watchdog ends the process at the deadline if this does not finish."""
+        if order.code != EXIT_STOPPED:
             try:
-                self.channel.send(Exiting(reason=reason))
+                self.channel.send(Exiting(reason=order.reason))
             except ChannelClosed:
                 pass
         host.request_stop()
-        host.join(max(0.1, grace - 1.0))
+        host.join(join_budget(order.deadline, time.monotonic()))
         host.close()
         close_quietly(client)
-        hard_exit.cancel()
         log.info("instance stopped: %s", self.spec.instance)
 
 

@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fnworker.runtimes.driver import InstanceSpec
 from fnworker.runtimes.instance.control import Boot, ControlChannel, HealthCheck, Healthy, Started
-from fnworker.runtimes.instance.process_main import EXIT_ORPHANED
+from fnworker.runtimes.instance.exit_watchdog import EXIT_ORPHANED
 from fnworker.runtimes.process import (
     PidRecord,
     ProcessRuntime,
