@@ -121,7 +121,9 @@ def rebalance(fleet: Fleet, n: int) -> dict[str, str]:
     """Rejoin check, rebalance, and wait until balanced and every instance runs once."""
     workers = list(fleet.workers.values())
     wait_for(lambda: leader_of(workers), 90, "one leader seen by all three", 0.2)
-    wait_for(lambda: settled(fleet, n), SETTLE_SECONDS, "every instance placed and running once", 0.3)
+    wait_for(
+        lambda: settled(fleet, n), SETTLE_SECONDS, "every instance placed and running once", 0.3
+    )
     reply = call(workers[0].admin_url, "PUT", "/admin/v2/worker/rebalance")
     if reply.status != 200:
         raise RuntimeError(f"rebalance: {reply.status} {reply.body!r}")
@@ -223,7 +225,9 @@ def trial_leader(fleet: Fleet, n: int, trial: int, limit: float) -> dict[str, An
         time.sleep(POLL)
     result = measure_move(survivors, moved, n, old, t0, limit)
     process.wait()
-    log(f"leader #{trial + 1}: {old} -> {new} ({len(moved)} instances): new leader {new_leader} {result}")
+    log(
+        f"leader #{trial + 1}: {old} -> {new} ({len(moved)} instances): new leader {new_leader} {result}"
+    )
     fleet.start(old)
     return {"old": old, "new": new, "moved": len(moved), "new_leader": new_leader, **result}
 
@@ -285,16 +289,38 @@ def main() -> int:
         broker.stop()
 
     rows = [
-        ("kill", "reassigned", "SIGKILL non-leader: leader's table without victim", "kill.reassigned"),
-        ("kill", "running", "SIGKILL non-leader: victim's instances running elsewhere", "kill.running"),
+        (
+            "kill",
+            "reassigned",
+            "SIGKILL non-leader: leader's table without victim",
+            "kill.reassigned",
+        ),
+        (
+            "kill",
+            "running",
+            "SIGKILL non-leader: victim's instances running elsewhere",
+            "kill.running",
+        ),
         ("stop", "reassigned", "SIGSTOP non-leader: leader's table without victim", None),
-        ("stop", "running", "SIGSTOP non-leader: victim's instances running elsewhere", "stop.running"),
-        ("leader", "new_leader", "SIGKILL leader: survivors agree on a new leader", "leader.new_leader"),
+        (
+            "stop",
+            "running",
+            "SIGSTOP non-leader: victim's instances running elsewhere",
+            "stop.running",
+        ),
+        (
+            "leader",
+            "new_leader",
+            "SIGKILL leader: survivors agree on a new leader",
+            "leader.new_leader",
+        ),
         ("leader", "reassigned", "SIGKILL leader: its instances reassigned", None),
         ("leader", "running", "SIGKILL leader: its instances running elsewhere", None),
     ]
     table_rows = []
-    print(f"\n{n} instances on 3 workers, {trials} trial(s) per scenario, poll {POLL * 1000:.0f} ms")
+    print(
+        f"\n{n} instances on 3 workers, {trials} trial(s) per scenario, poll {POLL * 1000:.0f} ms"
+    )
     print(f"{'scenario':<58} {'p50 s':>7} {'max s':>7} {'goal s':>7}  met")
     for scenario, key, label, goal_key in rows:
         s = summary([r[key] for r in results[scenario]])
@@ -306,21 +332,44 @@ def main() -> int:
             f"{'-' if met is None else ('yes' if met else 'no')}"
             + (f"  ({s['missed']} not within {args.limit:.0f} s)" if s["missed"] else "")
         )
-        table_rows.append({"scenario": scenario, "measure": key, "label": label, "goal_s": goal,
-                           "met_by_max": met, **s})
+        table_rows.append(
+            {
+                "scenario": scenario,
+                "measure": key,
+                "label": label,
+                "goal_s": goal,
+                "met_by_max": met,
+                **s,
+            }
+        )
     moved = [r["moved"] for rs in results.values() for r in rs]
     print(f"instances per victim: {min(moved)}-{max(moved)}")
     out = results_dir() / ("failover-quick.json" if args.quick else "failover.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "started_utc": started.isoformat(timespec="seconds"),
-        "machine": {"nproc": os.cpu_count(), "python": platform.python_version()},
-        "instances": n, "workers": 3, "trials": trials, "poll_s": POLL,
-        "settings_ms": {"heartbeat": 200, "dead_timeout": 1000, "lease_renew": 150, "lease_timeout": 600},
-        "fleet_formation_s": formation, "registration_s": registration,
-        "all_running_after_registration_s": all_running,
-        "summary": table_rows, "trials_raw": results,
-    }, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "started_utc": started.isoformat(timespec="seconds"),
+                "machine": {"nproc": os.cpu_count(), "python": platform.python_version()},
+                "instances": n,
+                "workers": 3,
+                "trials": trials,
+                "poll_s": POLL,
+                "settings_ms": {
+                    "heartbeat": 200,
+                    "dead_timeout": 1000,
+                    "lease_renew": 150,
+                    "lease_timeout": 600,
+                },
+                "fleet_formation_s": formation,
+                "registration_s": registration,
+                "all_running_after_registration_s": all_running,
+                "summary": table_rows,
+                "trials_raw": results,
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {out}")
     return 0
 

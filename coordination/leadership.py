@@ -39,7 +39,9 @@ def on_claim(state: Leadership, claim: Claim, now: float) -> Leadership:
     """Apply a claim: the first one for a higher term starts that term."""
     if claim.term <= state.term:
         return state
-    members = state.members if claim.candidate in state.members else (*state.members, claim.candidate)
+    members = (
+        state.members if claim.candidate in state.members else (*state.members, claim.candidate)
+    )
     return msgspec.structs.replace(
         state, term=claim.term, leader=claim.candidate, heard_at=now, members=members
     )
@@ -49,7 +51,11 @@ def on_lease(state: Leadership, lease: Lease, now: float) -> Leadership:
     """Apply a lease: adopt a higher term, refresh the current one, ignore older ones."""
     if lease.term < state.term:
         return state
-    if lease.term == state.term and state.leader is not None and not state.leads(lease.leader.worker_id):
+    if (
+        lease.term == state.term
+        and state.leader is not None
+        and not state.leads(lease.leader.worker_id)
+    ):
         return state
     return msgspec.structs.replace(
         state, term=lease.term, leader=lease.leader, members=lease.members, heard_at=now

@@ -37,7 +37,9 @@ def topic_safe(name: str) -> str:
 
 
 def cluster_topics(
-    namespace: str, metadata: str = "metadata", assignments: str = "assignments",
+    namespace: str,
+    metadata: str = "metadata",
+    assignments: str = "assignments",
     coordinate: str = "coordinate",
 ) -> ClusterTopics:
     """The topics of the cluster whose functions namespace is ``namespace``."""

@@ -13,7 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fnworker.coordination.wire import Assign, AssignmentRecord, FunctionWrite, Snapshot, TermStart, Unassign
+from fnworker.coordination.wire import (
+    Assign,
+    AssignmentRecord,
+    FunctionWrite,
+    Snapshot,
+    TermStart,
+    Unassign,
+)
 from fnworker.scheduler.records import Assignment, Fqfn, FunctionRecord, InstanceId
 
 

@@ -63,7 +63,9 @@ async def deploy_example(worker: RunningWorker) -> None:
             if error.status != 409:
                 raise
     with anyio.move_on_after(30):
-        while (await worker.admin.function_status("public", "default", "exclamation")).num_running < 1:
+        while (
+            await worker.admin.function_status("public", "default", "exclamation")
+        ).num_running < 1:
             await anyio.sleep(0.1)
     say(f"deployed public/default/exclamation on {worker.admin_url}: {INPUT} -> {OUTPUT}")
 

@@ -83,9 +83,15 @@ class FleetAdmin:
             return status
         target = self.owner_of(instance)
         if target is None or target.worker_id == self.me.worker_id or not may_forward():
-            reason = "instance is not running on this worker" if target else "instance is not assigned to a worker yet"
+            reason = (
+                "instance is not running on this worker"
+                if target
+                else "instance is not assigned to a worker yet"
+            )
             return not_running(reason, target.worker_id if target else "")
-        return await self.forwarder.call("GET", target, instance_path(instance, "status"), InstanceStatusData)
+        return await self.forwarder.call(
+            "GET", target, instance_path(instance, "status"), InstanceStatusData
+        )
 
     async def instance_metrics(self, instance: InstanceId) -> InstanceMetrics:
         """An instance's counters from the worker that runs it (zero if none does)."""
@@ -95,7 +101,9 @@ class FleetAdmin:
         target = self.owner_of(instance)
         if target is None or target.worker_id == self.me.worker_id or not may_forward():
             return InstanceMetrics()
-        return await self.forwarder.call("GET", target, instance_path(instance, "stats"), InstanceMetrics)
+        return await self.forwarder.call(
+            "GET", target, instance_path(instance, "stats"), InstanceMetrics
+        )
 
     async def restart_instance(self, instance: InstanceId) -> None:
         """Restart an instance where it runs."""
@@ -121,7 +129,9 @@ class FleetAdmin:
         """Even out instances across workers (done by the leader)."""
         if not self.leading():
             if may_forward():
-                await self.forwarder.call("PUT", self.leader_or_503(), "/admin/v2/worker/rebalance", bytes)
+                await self.forwarder.call(
+                    "PUT", self.leader_or_503(), "/admin/v2/worker/rebalance", bytes
+                )
             return
         if len(self.backend.membership().members) < 2:
             raise bad_request("rebalance needs at least 2 workers in the fleet; there is 1")
@@ -137,7 +147,9 @@ class FleetAdmin:
             return
         members = {m.worker_id for m in self.backend.membership().members}
         if target_id not in members:
-            raise bad_request(f"workerId '{target_id}' is not a live worker; expected one of {sorted(members)}")
+            raise bad_request(
+                f"workerId '{target_id}' is not a live worker; expected one of {sorted(members)}"
+            )
         if len(members) < 2:
             raise bad_request("drain needs at least 2 workers in the fleet; there is 1")
         if "RUNNING" in self.control.drains.values():
@@ -157,11 +169,13 @@ class FleetAdmin:
         held = []
         for instance in sorted(self.driver.instances()):
             status = self.driver.status(instance)
-            held.append(InstanceOnWorker(
-                name=instance,
-                running=bool(status and status.running),
-                metrics=self.driver.metrics(instance) or InstanceMetrics(),
-            ))
+            held.append(
+                InstanceOnWorker(
+                    name=instance,
+                    running=bool(status and status.running),
+                    metrics=self.driver.metrics(instance) or InstanceMetrics(),
+                )
+            )
         return held
 
 

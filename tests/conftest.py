@@ -52,7 +52,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     if os.environ.get("FNWORKER_REAL_PULSAR_URL") or os.environ.get("FNWORKER_FORCE_ON_LITE"):
         return  # FNWORKER_FORCE_ON_LITE=1 runs them on pulsar-lite anyway (debugging)
-    skip = pytest.mark.skip(reason="needs Apache Pulsar (set FNWORKER_REAL_PULSAR_URL); pulsar-lite lacks it")
+    skip = pytest.mark.skip(
+        reason="needs Apache Pulsar (set FNWORKER_REAL_PULSAR_URL); pulsar-lite lacks it"
+    )
     for item in items:
         if "requires_real_pulsar" in item.keywords:
             item.add_marker(skip)

@@ -76,7 +76,9 @@ def _add_worker(commands: Any) -> None:
     sub = commands.add_parser("worker", help="run one worker of a fleet")
     sub.add_argument("--config", required=True, help="functions_worker.yml to read")
     sub.add_argument(
-        "--bind-address", default="0.0.0.0", help="address the REST API listens on (default 0.0.0.0)"
+        "--bind-address",
+        default="0.0.0.0",
+        help="address the REST API listens on (default 0.0.0.0)",
     )
 
 

@@ -82,7 +82,9 @@ class Fleet:
         with log_path.open("ab") as log:
             process = subprocess.Popen(
                 [str(FNWORKER), "worker", "--config", str(config), "--bind-address", "127.0.0.1"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
             )
         worker = FleetWorker(name, process, f"http://127.0.0.1:{port}", log_path)
         self.workers[name] = worker

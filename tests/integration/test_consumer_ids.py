@@ -19,7 +19,9 @@ def client(broker: EmbeddedBroker) -> pulsar.Client:
 
 
 @pytest.mark.timeout(60)
-def test_workers_in_different_slots_share_a_subscription(broker: EmbeddedBroker, unique_name: str) -> None:
+def test_workers_in_different_slots_share_a_subscription(
+    broker: EmbeddedBroker, unique_name: str
+) -> None:
     topic, subscription = f"{unique_name}-in", f"{unique_name}-sub"
     other = next(name for name in ("w2", "w3", "w4", "w5") if slot_of(name, 8) != slot_of("w1", 8))
     first, second = client(broker), client(broker)
@@ -27,8 +29,11 @@ def test_workers_in_different_slots_share_a_subscription(broker: EmbeddedBroker,
         spreaders = [ConsumerIdSpreader("w1", 8), ConsumerIdSpreader(other, 8)]
         consumers = [
             spreader.subscribe(
-                c, [topic],
-                lambda c=c: c.subscribe(topic, subscription, consumer_type=pulsar.ConsumerType.Shared),
+                c,
+                [topic],
+                lambda c=c: c.subscribe(
+                    topic, subscription, consumer_type=pulsar.ConsumerType.Shared
+                ),
             )
             for spreader, c in zip(spreaders, (first, second), strict=True)
         ]

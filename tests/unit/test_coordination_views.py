@@ -22,11 +22,15 @@ I0 = InstanceId("public/default/f:0")
 
 def write(version: int, writer: str, deleted: bool = False) -> FunctionWrite:
     record = None if deleted else FunctionRecord(fqfn=F, version=version, config=FunctionConfig())
-    return FunctionWrite(fqfn=F, version=version, record=record, writer=writer, request_id=f"{writer}{version}")
+    return FunctionWrite(
+        fqfn=F, version=version, record=record, writer=writer, request_id=f"{writer}{version}"
+    )
 
 
 def assign(term: int, version: int = 1) -> Assign:
-    return Assign(assignment=Assignment(instance=I0, worker=WorkerId("w"), version=version, term=term))
+    return Assign(
+        assignment=Assignment(instance=I0, worker=WorkerId("w"), version=version, term=term)
+    )
 
 
 def test_the_first_write_of_a_version_wins_and_replays_change_nothing() -> None:
@@ -51,7 +55,9 @@ def test_records_of_an_older_term_are_fenced() -> None:
 def test_a_snapshot_replaces_the_table_only_for_its_own_session() -> None:
     view = AssignmentView(session="mine")
     view.apply(assign(term=1))
-    held = Assignment(instance=InstanceId("public/default/g:0"), worker=WorkerId("w"), version=1, term=2)
+    held = Assignment(
+        instance=InstanceId("public/default/g:0"), worker=WorkerId("w"), version=1, term=2
+    )
     assert view.apply(Snapshot(term=2, session="other", assignments=(held,))) is None
     assigned, gone = view.apply(Snapshot(term=2, session="mine", assignments=(held,))) or ((), ())
     assert assigned == (held,) and gone == (I0,) and list(view.held) == [held.instance]
@@ -73,9 +79,24 @@ def test_liveness_by_heartbeat_age_sessions_and_leaving() -> None:
 
 
 def test_two_clusters_never_share_a_topic() -> None:
-    east, west = cluster_topics("public/functions-east-1"), cluster_topics("public/functions-west-1")
-    east_names = {east.coordinate, east.heartbeats, east.metadata, east.packages, east.assignments_of("w")}
-    west_names = {west.coordinate, west.heartbeats, west.metadata, west.packages, west.assignments_of("w")}
+    east, west = (
+        cluster_topics("public/functions-east-1"),
+        cluster_topics("public/functions-west-1"),
+    )
+    east_names = {
+        east.coordinate,
+        east.heartbeats,
+        east.metadata,
+        east.packages,
+        east.assignments_of("w"),
+    }
+    west_names = {
+        west.coordinate,
+        west.heartbeats,
+        west.metadata,
+        west.packages,
+        west.assignments_of("w"),
+    }
     assert not east_names & west_names
     assert all(n.startswith("persistent://public/functions-east-1/") for n in east_names)
     assert topic_safe("host:1") != topic_safe("host_1")

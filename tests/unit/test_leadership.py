@@ -59,8 +59,11 @@ records = st.lists(
     st.one_of(
         st.builds(Claim, term=st.integers(1, 6), candidate=st.sampled_from([A, B, C])),
         st.builds(
-            Lease, term=st.integers(1, 6), leader=st.sampled_from([A, B, C]),
-            members=st.just((A, B, C)), seq=st.integers(0, 5),
+            Lease,
+            term=st.integers(1, 6),
+            leader=st.sampled_from([A, B, C]),
+            members=st.just((A, B, C)),
+            seq=st.integers(0, 5),
         ),
     ),
     max_size=30,
