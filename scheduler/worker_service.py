@@ -21,6 +21,12 @@ from fnworker.runtimes.broker_client import with_tls_scheme
 from fnworker.runtimes.driver import ClientSettings, InstanceSpec, RuntimeDriver
 from fnworker.runtimes.registry import create_auth_provider, create_driver
 from fnworker.scheduler.api.app import make_app
+from fnworker.scheduler.api.connection_guard import (
+    ConnectionGuard,
+    guarded_runner,
+    guarded_site,
+    http_limits,
+)
 from fnworker.scheduler.api.route_table import METRICS_REGISTRY, UPLOAD_DIR
 from fnworker.scheduler.auth.settings import load_web_security
 from fnworker.scheduler.fleet_admin import FleetAdmin
@@ -173,6 +179,7 @@ def http_app(
         max_body_bytes=config.max_request_body_bytes,
         max_package_bytes=config.max_package_size_bytes,
         security=load_web_security(config, os.environ),
+        guard=ConnectionGuard(http_limits(config)),
     )
     app[METRICS_REGISTRY] = metrics_registry([driver], config.pulsar_functions_cluster)
     app[UPLOAD_DIR] = Path(config.state_directory).resolve() / "scratch"
@@ -216,7 +223,7 @@ async def serve_worker(
         fleet=FleetAdmin(me, backend, driver, control, Forwarder()),
         auth_provider=auth_provider,
     )
-    runner = web.AppRunner(http_app(config, admin, driver))
+    runner = guarded_runner(http_app(config, admin, driver))
     await runner.setup()
     mine = LocalAssignments()
     reconciler = Reconciler(
@@ -243,11 +250,13 @@ async def start_sites(runner: web.AppRunner, config: WorkerConfig, bind_address:
     ``tlsEnabled``); the URLs served, plain first."""
     urls: list[str] = []
     if config.worker_port:
-        await web.TCPSite(runner, bind_address, config.worker_port).start()
+        await guarded_site(runner, bind_address, config.worker_port).start()
         urls.append(f"http://{bind_address}:{config.worker_port}")
     if web_tls_enabled(config):
         context = server_context(config)
-        await web.TCPSite(runner, bind_address, config.worker_port_tls, ssl_context=context).start()
+        await guarded_site(
+            runner, bind_address, config.worker_port_tls, ssl_context=context
+        ).start()
         urls.append(f"https://{bind_address}:{config.worker_port_tls}")
     return urls
 

@@ -162,7 +162,13 @@ def test_standalone_as_the_readme_starts_it_keeps_everything(
 def test_standalone_on_the_process_runtime_keeps_everything(
     standalone: Callable[..., Standalone], tmp_path: Path
 ) -> None:
-    config = write_config(tmp_path / "process.yml", {"functionRuntimeFactoryClassName": "process"})
+    config = write_config(
+        tmp_path / "process.yml",
+        {
+            "functionRuntimeFactoryClassName": "process",
+            "functionRuntimeFactoryConfigs": {"logDirectory": str(tmp_path / "logs")},
+        },
+    )
     survive_restarts(standalone("--config", config).start)
 
 
