@@ -4,7 +4,8 @@ Builds objects only; serving (I/O) is the caller's ``web.AppRunner``.
 
 Errors: an ``ApiError`` answers its status and reason; aiohttp's own HTTP errors
 (unknown path, wrong method, body too large) answer their status with a reason;
-anything else is logged with a request id and answered 500 without internals.
+a client that disconnected mid-request is logged as such (info); anything else is
+logged with a request id and answered 500 without internals.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from aiohttp import hdrs, web
 from fnworker.scheduler.admin import FunctionsAdmin
 from fnworker.scheduler.api import functions_routes, worker_routes
 from fnworker.scheduler.api.auth import SECURITY, security_middleware
+from fnworker.scheduler.api.connection_guard import CONNECTION_GUARD, ConnectionGuard
 from fnworker.scheduler.api.openapi import build_document
 from fnworker.scheduler.api.replies import error_reply
 from fnworker.scheduler.api.route_table import (
@@ -43,20 +45,28 @@ def make_app(
     max_body_bytes: int,
     security: WebSecurity = OPEN,
     max_package_bytes: int | None = None,
+    guard: ConnectionGuard | None = None,
 ) -> web.Application:
     """The REST API over ``admin``; bodies larger than ``max_body_bytes`` and packages
     larger than ``max_package_bytes`` answer 413; callers are authenticated and
-    authorized as ``security`` says (docs/security.md)."""
+    authorized as ``security`` says (docs/security.md); with a ``guard``, served by
+    ``guarded_runner``/``guarded_site``, connections are capped and timed."""
     if max_body_bytes < 1:
         raise ValueError(
             f"max_body_bytes {max_body_bytes} is not valid; expected a positive integer"
         )
     app = web.Application(
         middlewares=[
-            answer_errors, refuse_large_bodies, security_middleware(security), track_hops,
+            *([guard.middleware] if guard is not None else []),
+            answer_errors,
+            refuse_large_bodies,
+            security_middleware(security),
+            track_hops,
         ],
         client_max_size=max_body_bytes,
     )
+    if guard is not None:
+        app[CONNECTION_GUARD] = guard
     app[ADMIN] = admin
     app[SECURITY] = security
     app[MAX_BODY_BYTES] = max_body_bytes
@@ -94,7 +104,15 @@ async def answer_errors(request: web.Request, handler: Handler) -> web.StreamRes
         if error.status < 400:
             raise
         return _http_error_reply(request, error)
-    except Exception:
+    except Exception as error:
+        if client_gone(request, error):
+            log.info(
+                "client disconnected before the answer",
+                method=request.method,
+                path=request.path,
+                error=str(error) or type(error).__name__,
+            )
+            return error_reply(400, "the client closed the connection before the request was read")
         request_id = uuid.uuid4().hex[:12]
         log.exception(
             "request failed", method=request.method, path=request.path, request_id=request_id
@@ -102,6 +120,13 @@ async def answer_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return error_reply(
             500, f"internal error (request {request_id}); the worker log has the details"
         )
+
+
+def client_gone(request: web.Request, error: Exception) -> bool:
+    """Whether ``error`` only says the client closed its connection (nobody to answer;
+    not a server error)."""
+    transport = request.transport
+    return isinstance(error, ConnectionError) and (transport is None or transport.is_closing())
 
 
 def _http_error_reply(request: web.Request, error: web.HTTPException) -> web.Response:

@@ -28,6 +28,7 @@ from typing import Any, Final
 import msgspec
 import structlog
 from aiohttp import hdrs, web
+from aiohttp.typedefs import Middleware
 
 from fnworker.scheduler.admin import PackageSource
 from fnworker.scheduler.api.replies import error_reply
@@ -83,7 +84,7 @@ CALLER: Final[Any] = (
 )
 
 
-def security_middleware(security: WebSecurity, clock: Clock = time.time) -> Handler:
+def security_middleware(security: WebSecurity, clock: Clock = time.time) -> Middleware:
     """The middleware enforcing ``security`` (a no-op when everything is off)."""
 
     @web.middleware

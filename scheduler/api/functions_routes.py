@@ -28,7 +28,7 @@ from fnworker.scheduler.api.route_table import (
     Handler,
     Route,
 )
-from fnworker.scheduler.errors import bad_request
+from fnworker.scheduler.errors import ApiError, bad_request
 from fnworker.scheduler.function_validation import decode_function_config
 from fnworker.scheduler.names import check_function_name, check_name, normalize_topic
 from fnworker.scheduler.records import (
@@ -36,6 +36,7 @@ from fnworker.scheduler.records import (
     FunctionStatus,
     InstanceStatusData,
 )
+from fnworker.scheduler.trigger import ValueTooLarge, too_large_reason
 
 BASE = "/admin/v3/functions/{tenant}/{namespace}"
 FUNCTION = BASE + "/{functionName}"
@@ -187,24 +188,27 @@ async def trigger_function(request: web.Request) -> web.Response:
     async with receive_form(
         request, file_parts={"dataStream"}, max_file_bytes=request.app[MAX_BODY_BYTES]
     ) as form:
-        value = await _trigger_value(form)
+        part, value = await _trigger_value(form)
         topic = form.text("topic")
     topic = normalize_topic(topic, "topic") if topic else None
-    output = await request.app[ADMIN].trigger(*names, value, topic)
+    try:
+        output = await request.app[ADMIN].trigger(*names, value, topic)
+    except ValueTooLarge as error:
+        raise ApiError(413, too_large_reason(f"part '{part}'", error.size)) from None
     return web.Response(body=output or b"", content_type=TEXT, charset="utf-8")
 
 
-async def _trigger_value(form: Form) -> bytes:
-    """The value to send: the ``data`` part or the ``dataStream`` file."""
+async def _trigger_value(form: Form) -> tuple[str, bytes]:
+    """The part that holds the value to send (``dataStream``, a file, or ``data``) and the value."""
     stream = form.files.get("dataStream")
     if stream is not None:
-        return await read_file(stream)
+        return "dataStream", await read_file(stream)
     data = form.texts.get("data")
     if data is None:
         raise bad_request(
             "part 'data' is missing; expected a data part (text) or a dataStream part (file)"
         )
-    return data
+    return "data", data
 
 
 async def download_function(request: web.Request) -> web.StreamResponse:

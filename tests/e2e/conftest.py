@@ -12,7 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,9 +96,11 @@ def launch(
     tls_port: int | None = None,
     ssl_context: ssl.SSLContext | None = None,
     env: dict[str, str] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> StandaloneWorker:
     """Start ``fnworker standalone`` on a free loopback port; with ``tls_port`` the
-    ports come from the ``--config`` in ``extra`` and the admin URL is HTTPS."""
+    ports come from the ``--config`` in ``extra`` and the admin URL is HTTPS;
+    ``preexec_fn`` runs in the child before it starts (e.g. to cap its memory)."""
     port = free_loopback_port()
     state_dir.mkdir(parents=True, exist_ok=True)
     port_flags = ["--port", str(port)] if tls_port is None else []
@@ -118,6 +120,7 @@ def launch(
             stdin=subprocess.DEVNULL,
             cwd=REPO,
             env={**os.environ, **(env or {})},
+            preexec_fn=preexec_fn,
         )
     if tls_port is not None:
         return StandaloneWorker(
