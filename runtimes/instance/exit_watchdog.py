@@ -72,7 +72,9 @@ def orphaned_because(
     if parent_now != parent_pid:
         return f"the worker process (pid {parent_pid}) is gone"
     if parent_death_signal:
-        return f"the worker thread that supervised this instance (pid {parent_pid}) is gone"
+        return (
+            f"the worker (pid {parent_pid}) stopped supervising this instance (parent-death signal)"
+        )
     if channel_hung_up:
         return "the worker closed the control channel"
     return None

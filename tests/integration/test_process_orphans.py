@@ -257,7 +257,7 @@ def gone_after(processes: list[Pid], began: float, bound: float) -> float:
 
 ORPHAN_REASONS = (
     "the worker process (pid",
-    "the worker thread that supervised this instance",
+    "stopped supervising this instance (parent-death signal)",
     "the worker closed the control channel",
 )
 

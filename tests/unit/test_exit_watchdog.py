@@ -40,7 +40,7 @@ def test_orphaned_because_names_the_first_sign_of_a_missing_worker() -> None:
     assert because(1) == "the worker process (pid 100) is gone"
     assert because(1, death=True, hung_up=True) == "the worker process (pid 100) is gone"
     assert because(100, death=True) == (
-        "the worker thread that supervised this instance (pid 100) is gone"
+        "the worker (pid 100) stopped supervising this instance (parent-death signal)"
     )
     assert because(100, hung_up=True) == "the worker closed the control channel"
 
