@@ -12,6 +12,7 @@ from typing import Protocol
 
 import msgspec
 
+from fnworker.runtimes.instance.package_limits import PackageLimits
 from fnworker.scheduler.records import (
     FunctionAuthSpec,
     FunctionRecord,
@@ -47,6 +48,9 @@ class InstanceSpec(msgspec.Struct, frozen=True, kw_only=True):
     client: ClientSettings
     secrets_provider: str = "clear-text"
     cluster_name: str = "standalone"
+    package_limits: PackageLimits = PackageLimits()
+    """The worker's maxPackageUnpackedBytes / maxPackageFiles / maxModuleParseBytes,
+    enforced again when the instance unpacks and checks its package."""
 
 
 class InstanceMetrics(msgspec.Struct, kw_only=True, rename="camel"):

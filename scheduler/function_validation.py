@@ -18,6 +18,11 @@ from typing import Any
 
 import msgspec
 
+from fnworker.scheduler.admission_limits import (
+    FunctionLimits,
+    config_size_problem,
+    limit_problem,
+)
 from fnworker.scheduler.config_validation import ignored_keys
 from fnworker.scheduler.errors import bad_request
 from fnworker.scheduler.names import check_function_name, normalize_topic, normalize_topics_pattern
@@ -109,11 +114,16 @@ def _unsupported_runtime(runtime: object) -> Exception:
 
 
 def validate_new_function(
-    tenant: str, namespace: str, name: str, config: FunctionConfig, package_file_name: str | None
+    tenant: str,
+    namespace: str,
+    name: str,
+    config: FunctionConfig,
+    package_file_name: str | None,
+    limits: FunctionLimits | None = None,
 ) -> FunctionConfig:
     """The complete config of a function about to be registered, or a 400."""
     check_function_name(tenant, namespace, name)
-    complete = complete_function_config(tenant, namespace, name, config)
+    complete = complete_function_config(tenant, namespace, name, config, limits)
     check_package_file_name(package_file_name)
     return complete
 
@@ -133,16 +143,35 @@ def check_package_file_name(file_name: str | None) -> str:
 
 
 def complete_function_config(
-    tenant: str, namespace: str, name: str, config: FunctionConfig
+    tenant: str,
+    namespace: str,
+    name: str,
+    config: FunctionConfig,
+    limits: FunctionLimits | None = None,
 ) -> FunctionConfig:
-    """Check the identity, fill defaults, normalize topics and run every check."""
+    """Check the identity, fill defaults, normalize topics and run every check.
+
+    With ``limits`` (every caller that admits a function passes them) the admission
+    limits are checked first, so no other check echoes an oversized value; without,
+    only the rules (authorization scoping uses that form: it decides who may act).
+    """
+    if limits is not None:
+        _raise_if(config_size_problem(config, limits))
     _check_identity(config, tenant, namespace, name)
     if config.runtime not in (None, PYTHON):
         raise _unsupported_runtime(config.runtime)
     complete = _with_normalized_topics(_with_defaults(config, tenant, namespace, name))
+    if limits is not None:
+        _raise_if(limit_problem(complete, limits))
     for check in CHECKS:
         check(complete)
     return complete
+
+
+def _raise_if(problem: str | None) -> None:
+    """A limit's sentence as a 400."""
+    if problem is not None:
+        raise bad_request(problem)
 
 
 def _check_identity(config: FunctionConfig, tenant: str, namespace: str, name: str) -> None:
@@ -387,7 +416,9 @@ CHECKS: tuple[Callable[[FunctionConfig], None], ...] = (
 # --- updates ------------------------------------------------------------------
 
 
-def merge_update(existing: FunctionConfig, update: FunctionConfig) -> FunctionConfig:
+def merge_update(
+    existing: FunctionConfig, update: FunctionConfig, limits: FunctionLimits | None = None
+) -> FunctionConfig:
     """The stored config with the update applied, validated, as Pulsar's validateUpdate.
 
     Identity, processing guarantees, ordering, runtime, autoAck, the subscription
@@ -396,6 +427,8 @@ def merge_update(existing: FunctionConfig, update: FunctionConfig) -> FunctionCo
     value when the update sets it (a non-empty value) and keeps it otherwise.
     """
     tenant, namespace, name = _identity_of(existing)
+    if limits is not None:
+        _raise_if(config_size_problem(update, limits))
     _check_identity(update, tenant, namespace, name)
     _check_unchanged(existing, update)
     merged = _merge_inputs(existing, update)
@@ -405,7 +438,7 @@ def merge_update(existing: FunctionConfig, update: FunctionConfig) -> FunctionCo
         if _given(getattr(update, field))
     }
     merged = msgspec.structs.replace(merged, **replaced)
-    return complete_function_config(tenant, namespace, name, merged)
+    return complete_function_config(tenant, namespace, name, merged, limits)
 
 
 def _identity_of(config: FunctionConfig) -> tuple[str, str, str]:

@@ -24,8 +24,9 @@ from fnworker.runtimes.driver import (
     RuntimeCallError,
     RuntimeDriver,
 )
-from fnworker.runtimes.instance.loader import PackageError, check_package
+from fnworker.runtimes.instance.loader import PackageError, PackageLimits, check_package
 from fnworker.scheduler.admin import FunctionStats, PackageSource
+from fnworker.scheduler.admission_limits import AdmissionMemo, fleet_problem
 from fnworker.scheduler.errors import ApiError, bad_request, conflict, not_found
 from fnworker.scheduler.fleet_admin import DrainStatus, FleetAdmin, InstanceOnWorker
 from fnworker.scheduler.function_validation import input_topics, merge_update, validate_new_function
@@ -70,6 +71,7 @@ class WorkerFunctionsAdmin:
         client_settings: ClientSettings,
         max_package_bytes: int,
         fleet: FleetAdmin,
+        admission: AdmissionMemo,
         auth_provider: FunctionAuthProvider | None = None,
     ) -> None:
         self.fleet = fleet
@@ -81,6 +83,8 @@ class WorkerFunctionsAdmin:
         self.scratch_dir = scratch_dir
         self.client_settings = client_settings
         self.max_package_bytes = max_package_bytes
+        self.admission = admission
+        self.limits = admission.limits
         self.ready = False
         self._client: pulsar.Client | None = None
 
@@ -120,8 +124,9 @@ class WorkerFunctionsAdmin:
         if fqfn in self.backend.functions():
             raise conflict(f"Function {fqfn} already exists")
         validated = validate_new_function(
-            tenant, namespace, name, config, package_name(source, config)
+            tenant, namespace, name, config, package_name(source, config), self.limits
         )
+        self.check_fleet_room(validated, fqfn)
         package = await self.store_package(fqfn, 1, source, validated)
         if package is None:
             raise bad_request("a package is required: send a 'data' file part or a 'url' part")
@@ -154,16 +159,25 @@ class WorkerFunctionsAdmin:
         """Merge an update into the stored function and write the next version (the
         function's stored token is replaced by the updater's, or removed without one)."""
         existing = self.record(tenant, namespace, name)
-        merged = merge_update(existing.config, config)
+        merged = merge_update(existing.config, config, self.limits)
         validated = validate_new_function(
-            tenant, namespace, name, merged, package_name(source, config) or existing_name(existing)
+            tenant,
+            namespace,
+            name,
+            merged,
+            package_name(source, config) or existing_name(existing),
+            self.limits,
         )
+        self.check_fleet_room(validated, existing.fqfn)
         version = existing.version + 1
         package = await self.store_package(existing.fqfn, version, source, validated)
         if package is None and existing.package is not None:
             stored = existing.package
             check_stored(
-                self.packages.path_of(stored), validated.class_name, stored.original_file_name
+                self.packages.path_of(stored),
+                validated.class_name,
+                stored.original_file_name,
+                self.limits.package,
             )
         record = msgspec.structs.replace(
             existing,
@@ -182,6 +196,14 @@ class WorkerFunctionsAdmin:
             await self.forget_auth(existing)
         log.info("function updated", function=existing.fqfn, version=version)
         return record
+
+    def check_fleet_room(self, config: FunctionConfig, fqfn: Fqfn) -> None:
+        """400 when the function's parallelism would take the fleet past maxFleetInstances
+        (its own current instances, on an update, make room)."""
+        others = self.admission.admitted_instances(self.backend.functions(), leave_out=fqfn)
+        problem = fleet_problem(config, others, self.limits)
+        if problem is not None:
+            raise bad_request(problem)
 
     async def with_auth(self, record: FunctionRecord, token: str | None) -> FunctionRecord:
         """The record naming where the provider stored ``token`` (unchanged without one)."""
@@ -264,7 +286,7 @@ class WorkerFunctionsAdmin:
             if located is None:
                 return None
             path, file_name = located
-            check_stored(path, config.class_name, file_name)
+            check_stored(path, config.class_name, file_name, self.limits.package)
             ref = self.packages.save(fqfn, version, path, file_name)
             return await self.backend.store_package(ref, self.packages.path_of(ref))
 
@@ -283,9 +305,11 @@ class WorkerFunctionsAdmin:
     # -- status, stats, trigger -------------------------------------------
 
     def indexes(self, record: FunctionRecord, index: int | None) -> list[int]:
-        """The instance indexes a request names; 400 for one that does not exist."""
+        """The instance indexes a request names; 400 for one that does not exist. All of
+        them are at most maxFunctionParallelism (a stored record over the limit cannot
+        make a request walk a billion instances)."""
         if index is None:
-            return list(range(record.parallelism()))
+            return list(range(min(record.parallelism(), self.limits.max_parallelism)))
         if not 0 <= index < record.parallelism():
             raise bad_request(
                 f"instance id {index} is not valid for {record.fqfn}; "
@@ -294,7 +318,11 @@ class WorkerFunctionsAdmin:
         return [index]
 
     async def local_status(self, record: FunctionRecord, index: int) -> InstanceStatusData:
-        """One instance's status, from whichever worker runs it."""
+        """One instance's status, from whichever worker runs it; failed, with the reason,
+        for a function over an admission limit (it is not run)."""
+        problem = self.admission.problem(record)
+        if problem is not None:
+            return not_running(f"not run: {problem}", self.me.worker_id)
         if record.state_of(index) == "STOPPED":
             return not_running("instance is stopped", self.me.worker_id)
         return await self.fleet.instance_status(instance_id_of(record.fqfn, index))
@@ -314,7 +342,10 @@ class WorkerFunctionsAdmin:
         return await self.local_status(record, self.indexes(record, index)[0])
 
     async def local_metrics(self, record: FunctionRecord, index: int) -> InstanceMetrics:
-        """One instance's counters, from whichever worker runs it."""
+        """One instance's counters, from whichever worker runs it (none for a function
+        over an admission limit: it is not run)."""
+        if self.admission.problem(record) is not None:
+            return InstanceMetrics()
         return await self.fleet.instance_metrics(instance_id_of(record.fqfn, index))
 
     async def function_stats(self, tenant: str, namespace: str, name: str) -> FunctionStats:
@@ -423,9 +454,10 @@ def existing_name(record: FunctionRecord) -> str | None:
     return record.package.original_file_name if record.package else None
 
 
-def check_stored(path: Path, class_name: str | None, file_name: str) -> None:
-    """Answer 400 when the package does not define ``class_name`` (without running it)."""
+def check_stored(path: Path, class_name: str | None, file_name: str, limits: PackageLimits) -> None:
+    """Answer 400 when the package is over a limit or does not define ``class_name``
+    (without running it)."""
     try:
-        check_package(path, class_name or "", file_name)
+        check_package(path, class_name or "", file_name, limits)
     except PackageError as error:
         raise bad_request(str(error)) from error

@@ -25,6 +25,7 @@ from fnworker.coordination.backend import (
     MembershipChanged,
 )
 from fnworker.runtimes.driver import InstanceSpec, RuntimeDriver
+from fnworker.scheduler.admission_limits import AdmissionMemo
 from fnworker.scheduler.assignment_plan import plan_assignments
 from fnworker.scheduler.placement import plan_rebalance
 from fnworker.scheduler.reconcile import (
@@ -36,6 +37,8 @@ from fnworker.scheduler.reconcile import (
 )
 from fnworker.scheduler.records import (
     Assignment,
+    Fqfn,
+    FunctionRecord,
     InstanceId,
     WorkerId,
     WorkerInfo,
@@ -160,8 +163,10 @@ async def lead(
     strategy: str,
     wakeup: Wakeup,
     control: LeaderControl | None = None,
+    admission: AdmissionMemo | None = None,
 ) -> None:
-    """While this worker leads, re-plan on every change and write what differs."""
+    """While this worker leads, re-plan on every change and write what differs.
+    Functions over an admission limit are not placed (nor expanded into instances)."""
     control = control or LeaderControl(wakeup)
     while True:
         await wakeup.wait()
@@ -170,7 +175,11 @@ async def lead(
             continue
         workers = control.eligible(view.members)
         changes = plan_assignments(
-            backend.functions(), workers, backend.assignments(), view.term, strategy
+            admitted(backend.functions(), admission),
+            workers,
+            backend.assignments(),
+            view.term,
+            strategy,
         )
         if not changes.is_empty():
             log.info(
@@ -186,6 +195,19 @@ async def lead(
             log.info("rebalance planned", term=view.term, moved=len(moves))
             await backend.publish_assignments(view.term, moves, ())
         control.settle_drains(backend.assignments())
+
+
+def admitted(
+    functions: Mapping[Fqfn, FunctionRecord], admission: AdmissionMemo | None
+) -> Mapping[Fqfn, FunctionRecord]:
+    """The functions within the admission limits; logs each record newly found over one
+    (once per function version and worker)."""
+    if admission is None:
+        return functions
+    kept = admission.admitted(functions)
+    for fqfn, problem in admission.take_new_refusals():
+        log.error("function over an admission limit is not run", function=fqfn, reason=problem)
+    return kept
 
 
 def rebalance_assignments(
@@ -235,19 +257,22 @@ class Reconciler:
         mine: LocalAssignments,
         make_spec: Callable[[StartInstance | ReplaceInstance, Path], Awaitable[InstanceSpec]],
         instances_dir: Path,
+        admission: AdmissionMemo | None = None,
     ) -> None:
         self.backend = backend
         self.driver = driver
         self.mine = mine
         self.make_spec = make_spec
         self.instances_dir = instances_dir
+        self.admission = admission
         self.running: dict[InstanceId, int] = {}
 
     async def run(self, wakeup: Wakeup) -> None:
         """Reconcile once per wake-up, forever."""
         while True:
             await wakeup.wait()
-            for action in reconcile(self.mine.by_instance, self.backend.functions(), self.running):
+            functions = admitted(self.backend.functions(), self.admission)
+            for action in reconcile(self.mine.by_instance, functions, self.running):
                 await self.apply(action)
 
     async def apply(self, action: RuntimeAction) -> None:

@@ -20,6 +20,7 @@ from fnworker.coordination.embedded_broker import free_loopback_port
 from fnworker.runtimes.broker_client import with_tls_scheme
 from fnworker.runtimes.driver import ClientSettings, InstanceSpec, RuntimeDriver
 from fnworker.runtimes.registry import create_auth_provider, create_driver
+from fnworker.scheduler.admission_limits import AdmissionMemo, limits_of
 from fnworker.scheduler.api.app import make_app
 from fnworker.scheduler.api.connection_guard import (
     ConnectionGuard,
@@ -27,6 +28,7 @@ from fnworker.scheduler.api.connection_guard import (
     guarded_site,
     http_limits,
 )
+from fnworker.scheduler.api.openapi_constraints import schema_bounds
 from fnworker.scheduler.api.route_table import METRICS_REGISTRY, UPLOAD_DIR
 from fnworker.scheduler.auth.settings import load_web_security
 from fnworker.scheduler.fleet_admin import FleetAdmin
@@ -141,6 +143,7 @@ class SpecMaker:
             client=self.client,
             secrets_provider=secrets_provider_of(self.config),
             cluster_name=self.config.pulsar_functions_cluster,
+            package_limits=limits_of(self.config).package,
         )
 
 
@@ -180,6 +183,7 @@ def http_app(
         max_package_bytes=config.max_package_size_bytes,
         security=load_web_security(config, os.environ),
         guard=ConnectionGuard(http_limits(config)),
+        bounds=schema_bounds(config),
     )
     app[METRICS_REGISTRY] = metrics_registry([driver], config.pulsar_functions_cluster)
     app[UPLOAD_DIR] = Path(config.state_directory).resolve() / "scratch"
@@ -212,6 +216,7 @@ async def serve_worker(
     auth_provider = create_auth_provider(config, runtime_name(config), driver)
     leader_wakeup, reconcile_wakeup = Wakeup(), Wakeup()
     control = LeaderControl(leader_wakeup)
+    admission = AdmissionMemo(limits_of(config))
     admin = WorkerFunctionsAdmin(
         me=me,
         backend=backend,
@@ -221,13 +226,19 @@ async def serve_worker(
         client_settings=client,
         max_package_bytes=config.max_package_size_bytes,
         fleet=FleetAdmin(me, backend, driver, control, Forwarder()),
+        admission=admission,
         auth_provider=auth_provider,
     )
     runner = guarded_runner(http_app(config, admin, driver))
     await runner.setup()
     mine = LocalAssignments()
     reconciler = Reconciler(
-        backend, driver, mine, SpecMaker(config, me, packages, client, backend), state / "instances"
+        backend,
+        driver,
+        mine,
+        SpecMaker(config, me, packages, client, backend),
+        state / "instances",
+        admission,
     )
     try:
         admin_url = (await start_sites(runner, config, bind_address))[0]
@@ -237,7 +248,9 @@ async def serve_worker(
             admin.ready = True
             log.info("worker started", worker=me.worker_id, url=admin_url, runtime=driver.name)
             group.start_soon(pump_events, events, mine, leader_wakeup, reconcile_wakeup)
-            group.start_soon(lead, backend, me, scheduler_strategy(config), leader_wakeup, control)
+            group.start_soon(
+                lead, backend, me, scheduler_strategy(config), leader_wakeup, control, admission
+            )
             group.start_soon(reconciler.run, reconcile_wakeup)
             task_status.started(RunningWorker(info=me, admin_url=admin_url, admin=admin))
     finally:

@@ -165,7 +165,7 @@ class InstanceHost:
         try:
             plan = plan_instance(spec.function)
             tag = f"{plan.fqfn}:{spec.index}:v{spec.function.version}:{next(_starts)}"
-            self._code = load_function(spec.package_path, plan.class_name, tag)
+            self._code = load_function(spec.package_path, plan.class_name, tag, spec.package_limits)
             serdes = {t: make_serde(n, self._code) for t, n in plan.inputs.serde_by_topic.items()}
             output_serde = make_serde(plan.output.serde, self._code)
             secrets = secrets_provider_named(spec.secrets_provider)

@@ -31,10 +31,23 @@ from typing import Any
 
 from pulsar import Function
 
-from fnworker.runtimes.instance.package_check import EntryTarget, check_package, resolve_target
+from fnworker.runtimes.instance.package_check import (
+    ARCHIVE_ERRORS,
+    DEFAULT_PACKAGE_LIMITS,
+    EntryTarget,
+    check_package,
+    resolve_target,
+)
 from fnworker.runtimes.instance.package_layout import PackageError
+from fnworker.runtimes.instance.package_limits import PackageLimits, UnpackBudget, extract_bounded
 
-__all__ = ["LoadedFunction", "PackageError", "check_package", "load_function"]
+__all__ = [
+    "LoadedFunction",
+    "PackageError",
+    "PackageLimits",
+    "check_package",
+    "load_function",
+]
 
 DEPS_SITE = ".deps-site"
 _IMPORT_LOCK = threading.RLock()
@@ -65,10 +78,17 @@ class LoadedFunction:
         release(self.module.__name__, self.paths, self.unpack_dir)
 
 
-def load_function(package_path: Path, class_name: str, tag: str) -> LoadedFunction:
-    """Load ``class_name`` from the package; PackageError (one sentence) if it cannot."""
-    target = resolve_target(package_path, class_name, package_path.name)
-    unpack_dir = None if target.kind == "py" else unpack_package(package_path, target)
+def load_function(
+    package_path: Path,
+    class_name: str,
+    tag: str,
+    limits: PackageLimits = DEFAULT_PACKAGE_LIMITS,
+) -> LoadedFunction:
+    """Load ``class_name`` from the package; PackageError (one sentence) if it cannot,
+    including a package over ``limits`` (checked again here: the record may have been
+    stored by an older version or by a worker with larger limits)."""
+    target = resolve_target(package_path, class_name, package_path.name, limits)
+    unpack_dir = None if target.kind == "py" else unpack_package(package_path, target, limits)
     paths = search_paths(unpack_dir, target)
     entry_file = package_path if unpack_dir is None else unpack_dir / str(target.member)
     with _IMPORT_LOCK:
@@ -101,20 +121,27 @@ def release(entry_name: str, paths: tuple[str, ...], unpack_dir: Path | None) ->
         shutil.rmtree(unpack_dir, ignore_errors=True)
 
 
-def unpack_package(package_path: Path, target: EntryTarget) -> Path:
-    """Extract the archive into a fresh folder next to it, and its dependency wheels."""
+def unpack_package(
+    package_path: Path, target: EntryTarget, limits: PackageLimits = DEFAULT_PACKAGE_LIMITS
+) -> Path:
+    """Extract the archive into a fresh folder next to it, and its dependency wheels,
+    counting the bytes and files written against one budget (a lying header stops at
+    the limit, and the partly unpacked folder is removed)."""
     unpack_dir = Path(tempfile.mkdtemp(prefix=f".{package_path.name}.", dir=package_path.parent))
     _MANAGED_DIRS.add(str(unpack_dir))
+    budget = UnpackBudget(limits, package_path.name)
     try:
         with zipfile.ZipFile(package_path) as archive:
-            archive.extractall(unpack_dir)
+            extract_bounded(archive, unpack_dir, budget)
         if target.layout.deps:
             for wheel in sorted((unpack_dir / target.layout.deps).glob("*.whl")):
                 with zipfile.ZipFile(wheel) as archive:
-                    archive.extractall(unpack_dir / DEPS_SITE)
-    except (OSError, zipfile.BadZipFile) as error:
+                    extract_bounded(archive, unpack_dir / DEPS_SITE, budget)
+    except (*ARCHIVE_ERRORS, PackageError) as error:
         shutil.rmtree(unpack_dir, ignore_errors=True)
         _MANAGED_DIRS.discard(str(unpack_dir))
+        if isinstance(error, PackageError):
+            raise
         raise PackageError(
             f"package '{package_path.name}' could not be unpacked: {error}"
         ) from None

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import ast
 import zipfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import msgspec
@@ -25,6 +28,24 @@ from fnworker.runtimes.instance.package_layout import (
     parse_class_name,
     py_module_matches,
 )
+from fnworker.runtimes.instance.package_limits import (
+    PackageLimits,
+    check_listing,
+    check_module_size,
+    read_member_bounded,
+    too_many_files,
+)
+
+DEFAULT_PACKAGE_LIMITS = PackageLimits()
+ARCHIVE_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    OSError,
+    NotImplementedError,
+    RuntimeError,
+)
+"""What reading a damaged zip raises (RuntimeError: an encrypted entry)."""
 
 
 class EntryTarget(msgspec.Struct, frozen=True, kw_only=True):
@@ -43,17 +64,23 @@ class EntryTarget(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SourceFinder:
-    """Finds and reads module sources inside one package file."""
+    """Finds and reads module sources inside one package file, within its limits."""
 
-    def __init__(self, path: Path, file_name: str | None) -> None:
+    def __init__(self, path: Path, file_name: str | None, limits: PackageLimits) -> None:
         self.path = path
         self.file_name = file_name
-        self.kind = package_kind(path, file_name)
+        self.limits = limits
+        with archive_errors(self.display):
+            self.kind = package_kind(path, file_name)
         self.names: set[str] = set()
-        if self.kind != "py":
-            with zipfile.ZipFile(path) as archive:
-                self.names = set(archive.namelist())
         self.layout = layout_of(self.kind, self.names)
+        if self.kind != "py":
+            with archive_errors(self.display), zipfile.ZipFile(path) as archive:
+                infos = archive.infolist()
+                check_listing(infos, limits, self.display)
+                self.names = {info.filename for info in infos}
+                self.layout = layout_of(self.kind, self.names)
+                check_dependency_wheels(archive, self.layout, limits, self.display)
 
     @property
     def display(self) -> str:
@@ -70,10 +97,11 @@ class SourceFinder:
         """Parse one module; a syntax error becomes a PackageError naming file and line."""
         shown = member or self.display
         if self.kind == "py":
+            check_module_size(self.path.stat().st_size, shown, self.limits)
             source = self.path.read_bytes()
         else:
-            with zipfile.ZipFile(self.path) as archive:
-                source = archive.read(member)
+            with archive_errors(self.display), zipfile.ZipFile(self.path) as archive:
+                source = read_member_bounded(archive, member, self.limits)
         try:
             return ast.parse(source, filename=shown)
         except SyntaxError as error:
@@ -85,21 +113,42 @@ class SourceFinder:
             raise PackageError(f"{shown} in package '{self.display}' is not Python source: {error}")
 
 
-def check_package(path: Path, class_name: str, file_name: str | None = None) -> None:
-    """Raise PackageError (one sentence) unless the package defines ``class_name``.
+@contextmanager
+def archive_errors(display: str) -> Iterator[None]:
+    """A damaged archive (bad CRC, corrupt data, unsupported method or encryption) as a
+    PackageError, not an unexpected exception."""
+    try:
+        yield
+    except ARCHIVE_ERRORS as error:
+        raise PackageError(f"package '{display}' is not a readable zip archive: {error}") from None
+
+
+def check_package(
+    path: Path,
+    class_name: str,
+    file_name: str | None = None,
+    limits: PackageLimits = DEFAULT_PACKAGE_LIMITS,
+) -> None:
+    """Raise PackageError (one sentence) unless the package defines ``class_name`` and
+    stays within ``limits``.
 
     ``file_name`` is the package's original name when ``path`` is a temporary file
     (it decides whether a .py file can be the module the className names).
     """
-    resolve_target(path, class_name, file_name)
+    resolve_target(path, class_name, file_name, limits)
 
 
-def resolve_target(path: Path, class_name: str, file_name: str | None = None) -> EntryTarget:
+def resolve_target(
+    path: Path,
+    class_name: str,
+    file_name: str | None = None,
+    limits: PackageLimits = DEFAULT_PACKAGE_LIMITS,
+) -> EntryTarget:
     """Find the module and attribute ``class_name`` names, checking both exist."""
     if not path.is_file():
         raise PackageError(f"package file '{path}' does not exist")
     ref = parse_class_name(class_name)
-    finder = SourceFinder(path, file_name)
+    finder = SourceFinder(path, file_name, limits)
     if ref.module:
         return resolve_dotted(finder, ref)
     return resolve_module_form(finder, ref.attribute)
@@ -156,6 +205,44 @@ def missing_module(finder: SourceFinder, module: str) -> str:
         )
     roots = ", ".join(f"{root}/" if root else "the top level" for root in finder.layout.roots)
     return f"module '{module}' is not in package '{finder.display}' (looked in {roots})"
+
+
+def check_dependency_wheels(
+    archive: zipfile.ZipFile, layout: PackageLayout, limits: PackageLimits, display: str
+) -> None:
+    """The wheels in a zip's deps folder unpack at instance start too: their listings
+    count against what is left of the package's limits."""
+    if layout.deps is None:
+        return
+    outer = archive.infolist()
+    files = len(outer)
+    unpacked = sum(info.file_size for info in outer)
+    for info in outer:
+        if not (info.filename.startswith(f"{layout.deps}/") and info.filename.endswith(".whl")):
+            continue
+        try:
+            with archive.open(info) as stream, zipfile.ZipFile(stream) as wheel:
+                inner = wheel.infolist()
+        except ARCHIVE_ERRORS as error:
+            raise PackageError(
+                f"dependency wheel '{info.filename}' of package '{display}' is not a valid "
+                f"wheel: {error}"
+            ) from None
+        files += len(inner)
+        unpacked += sum(entry.file_size for entry in inner)
+        check_totals(files, unpacked, limits, display)
+
+
+def check_totals(files: int, unpacked: int, limits: PackageLimits, display: str) -> None:
+    """Refuse a package whose entries, its dependency wheels' included, are over a limit."""
+    if files > limits.max_files:
+        raise PackageError(too_many_files(display, files, limits))
+    if unpacked > limits.max_unpacked_bytes:
+        raise PackageError(
+            f"package '{display}' unpacks to {unpacked} bytes with its dependency wheels, "
+            f"above maxPackageUnpackedBytes {limits.max_unpacked_bytes}; expected a package of "
+            f"at most {limits.max_unpacked_bytes} bytes unpacked"
+        )
 
 
 def defines(tree: ast.Module, name: str) -> bool:

@@ -1,0 +1,90 @@
+"""Hostile packages against a real, memory-capped ``fnworker standalone`` with the
+default limits: a 1 MB zip of 1 GiB of zeros, a zip of 20,001 files, a zip whose
+module is 300 MB and a zip whose dependency wheel is a bomb each answer 400 at
+registration naming the package (or module), its size and the limit; nothing is
+stored, the worker keeps running and an ordinary function still processes.
+
+The packages are built in the test's temporary folder, never committed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import StandaloneWorker
+from tests.e2e.helpers import BASE, call, function_form
+from tests.hostile.conftest import assert_nothing_stored, assert_unharmed
+from tests.hostile.packages import (
+    FUNCTION_SOURCE,
+    GIB,
+    MIB,
+    big_module_zip,
+    many_files_zip,
+    nested_wheel_bomb,
+    zip_bomb,
+)
+
+pytestmark = [pytest.mark.timeout(60)]
+
+
+def create(worker: StandaloneWorker, name: str, package: Path, class_name: str) -> tuple[int, str]:
+    """POST function ``name`` with ``package`` as its data part."""
+    config = {"className": class_name, "inputs": [f"{name}-in"], "output": f"{name}-out"}
+    reply = call(worker.admin_url, "POST", f"{BASE}/{name}", function_form(config, package))
+    return reply.status, reply.reason if reply.status != 200 else ""
+
+
+def refused(
+    worker: StandaloneWorker, name: str, package: Path, class_name: str = "fn.process"
+) -> str:
+    """The 400's reason; checks that nothing was stored and nothing was harmed."""
+    status, reason = create(worker, name, package, class_name)
+    assert status == 400, (status, reason)
+    assert_nothing_stored(worker, name)
+    assert_unharmed(worker)
+    return reason
+
+
+def test_a_zip_bomb_is_refused_at_registration(
+    capped_worker: StandaloneWorker, tmp_path: Path
+) -> None:
+    bomb = zip_bomb(tmp_path / "bomb.zip", unpacked_bytes=GIB)
+    assert bomb.stat().st_size < 2 * MIB
+    assert refused(capped_worker, "zip-bomb", bomb) == (
+        f"package 'bomb.zip' unpacks to {GIB + len(FUNCTION_SOURCE)} bytes, above "
+        "maxPackageUnpackedBytes 536870912; expected a package of at most 536870912 bytes "
+        "unpacked"
+    )
+
+
+def test_a_zip_of_too_many_files_is_refused(
+    capped_worker: StandaloneWorker, tmp_path: Path
+) -> None:
+    package = many_files_zip(tmp_path / "many.zip", count=20_000)
+    assert refused(capped_worker, "many-files", package) == (
+        "package 'many.zip' holds 20001 files, above maxPackageFiles 20000; "
+        "expected at most 20000 files"
+    )
+
+
+def test_a_module_too_large_to_parse_is_refused(
+    capped_worker: StandaloneWorker, tmp_path: Path
+) -> None:
+    package = big_module_zip(tmp_path / "big-module.zip", module_bytes=300 * MIB)
+    assert refused(capped_worker, "big-module", package) == (
+        f"module file 'fn.py' is {300 * MIB} bytes, above maxModuleParseBytes 8388608; "
+        "expected an entry module of at most 8388608 bytes (move data out of the source)"
+    )
+
+
+def test_a_dependency_wheel_bomb_is_refused(
+    capped_worker: StandaloneWorker, tmp_path: Path
+) -> None:
+    package = nested_wheel_bomb(tmp_path / "deps.zip", unpacked_bytes=600 * MIB)
+    reason = refused(capped_worker, "wheel-bomb", package)
+    assert reason.startswith("package 'deps.zip' unpacks to ")
+    assert reason.endswith(
+        "bytes with its dependency wheels, above maxPackageUnpackedBytes 536870912; "
+        "expected a package of at most 536870912 bytes unpacked"
+    )
