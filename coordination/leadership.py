@@ -80,7 +80,9 @@ def claim_due(
 
 def rank_of(state: Leadership, me: str) -> int:
     """My position among the members the last lease listed (unknown workers go last)."""
-    ids = sorted(m.worker_id for m in state.members if state.leader is None or m != state.leader)
+    ids: list[str] = sorted(
+        m.worker_id for m in state.members if state.leader is None or m != state.leader
+    )
     return ids.index(me) if me in ids else len(ids)
 
 

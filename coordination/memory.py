@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import anyio
-from anyio.abc import ObjectReceiveStream, ObjectSendStream, TaskStatus
+from anyio.abc import ObjectReceiveStream, TaskStatus
+from anyio.streams.memory import MemoryObjectSendStream
 
 from fnworker.coordination.backend import (
     AssignmentsChanged,
@@ -44,7 +45,7 @@ class MemoryCluster:
         self.term = 0
         self.leader: WorkerId | None = None
         self.assignments: dict[InstanceId, Assignment] = {}
-        self.streams: dict[WorkerId, ObjectSendStream[CoordinationEvent]] = {}
+        self.streams: dict[WorkerId, MemoryObjectSendStream[CoordinationEvent]] = {}
         self.assignment_records_delivered = 0
 
     def view(self) -> MembershipView:
@@ -57,7 +58,9 @@ class MemoryCluster:
         for stream in list(self.streams.values()):
             self.send(stream, event)
 
-    def send(self, stream: ObjectSendStream[CoordinationEvent], event: CoordinationEvent) -> None:
+    def send(
+        self, stream: MemoryObjectSendStream[CoordinationEvent], event: CoordinationEvent
+    ) -> None:
         """Deliver one event; a member whose stream is closed simply misses it."""
         try:
             stream.send_nowait(event)

@@ -23,7 +23,8 @@ import msgspec
 import pulsar
 import pulsar.asyncio as apulsar
 import structlog
-from anyio.abc import ObjectReceiveStream, ObjectSendStream, TaskGroup, TaskStatus
+from anyio.abc import ObjectReceiveStream, TaskGroup, TaskStatus
+from anyio.streams.memory import MemoryObjectSendStream
 
 from fnworker.coordination.backend import (
     AssignmentsChanged,
@@ -60,6 +61,7 @@ from fnworker.scheduler.records import (
     FunctionRecord,
     InstanceId,
     PackageRef,
+    WorkerId,
     WorkerInfo,
 )
 
@@ -100,7 +102,7 @@ class PulsarCoordination:
         self.fenced_at = 0.0
         self.client: apulsar.Client | None = None
         self.producers: dict[str, apulsar.Producer] = {}
-        self.events: ObjectSendStream[CoordinationEvent] | None = None
+        self.events: MemoryObjectSendStream[CoordinationEvent] | None = None
         self.lease_seq = 0
 
     # -- the CoordinationBackend contract -----------------------------------
@@ -178,7 +180,7 @@ class PulsarCoordination:
         if not self.leading() or term != self.leadership.term:
             log.warning("stale leader write refused", term=term, current=self.leadership.term)
             return
-        sends = []
+        sends: list[tuple[WorkerId, Assign | Unassign]] = []
         for instance in unassigned:
             previous = self.table.pop(instance, None)
             if previous is not None:
@@ -599,7 +601,7 @@ class PulsarCoordination:
 async def has_more(reader: apulsar.Reader) -> bool:
     """Whether a reader has unread messages; pulsar-lite errors on an empty topic."""
     try:
-        return await reader.has_message_available()
+        return bool(await reader.has_message_available())
     except apulsar.PulsarException:
         return False
 

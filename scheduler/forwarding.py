@@ -79,7 +79,7 @@ class Forwarder:
                 body = await reply.read()
                 if reply.status >= 400:
                     raise ApiError(reply.status, reason_of(body, worker))
-                return msgspec.json.decode(body, type=kind) if body else kind()  # type: ignore[call-arg]
+                return msgspec.json.decode(body, type=kind) if body else kind()
         except aiohttp.ClientError as error:
             raise unavailable(f"worker {worker.worker_id} did not answer: {error}") from error
 

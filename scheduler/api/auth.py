@@ -60,7 +60,7 @@ OPEN_PATHS: Final = frozenset({"/initialized", "/version"})
 METRICS_PATH: Final = "/metrics"
 DOCUMENT_PATHS: Final = frozenset({"/admin/v3/openapi.json", "/openapi.json"})
 ORIGINAL_PRINCIPAL: Final = "X-Original-Principal"
-CHALLENGE: Final = {hdrs.WWW_AUTHENTICATE: 'Bearer realm="fnworker"'}
+CHALLENGE: Final[dict[str, str]] = {hdrs.WWW_AUTHENTICATE: 'Bearer realm="fnworker"'}
 
 Clock = Callable[[], float]
 
@@ -272,13 +272,13 @@ def function_topics(config: FunctionConfig) -> Iterator[tuple[str, str]]:
     """Every topic (or topics pattern) a complete config reads or writes, with its field."""
     for topic, is_pattern in input_topics(config).items():
         yield "inputs", normalize_topics_pattern(topic) if is_pattern else normalize_topic(topic)
-    for field, topic in (
+    for field, named in (
         ("output", config.output),
         ("logTopic", config.log_topic),
         ("deadLetterTopic", config.dead_letter_topic),
     ):
-        if topic:
-            yield field, normalize_topic(topic, field)
+        if named:
+            yield field, normalize_topic(named, field)
 
 
 def topic_namespace(topic: str) -> tuple[str, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from fnworker.scheduler.auth.config_checks import (
     TLS_PROVIDER,
@@ -71,7 +72,8 @@ def token_verifier(config: WorkerConfig, environ: Mapping[str, str]) -> TokenVer
     """The verifier for ``tokenSecretKey`` (preferred, as in Pulsar) or ``tokenPublicKey``."""
     secret = token_property(config, "tokenSecretKey")
     public = token_property(config, "tokenPublicKey")
-    common = {
+    # The properties come from YAML untyped, as Pulsar's do; TokenVerifier takes them as given.
+    common: dict[str, Any] = {
         "role_claim": token_property(config, "tokenAuthClaim") or "sub",
         "audience_claim": token_property(config, "tokenAudienceClaim") or None,
         "audience": token_property(config, "tokenAudience") or None,
