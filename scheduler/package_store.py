@@ -1,7 +1,9 @@
 """Keeps function packages on the worker's disk, under the state directory, and
 hands each instance start its own copy. Does file I/O.
 
-Layout: ``{root}/{tenant}/{namespace}/{name}/v{version}-{sha8}/{file}``. Standalone
+Layout: ``{root}/{tenant}/{namespace}/{name}/v{version}-{sha8}/{file}``, and beside
+it ``unpacked/`` (a .zip or .whl unpacked once, read-only, shared by every instance
+of that version through hard links; runtimes/instance/package_unpack.py). Standalone
 mode and a single worker need nothing more; a fleet stores packages in Pulsar
 (see the coordination backend) and uses this store as each worker's local cache.
 """
@@ -14,6 +16,10 @@ import re
 import shutil
 from pathlib import Path
 
+from fnworker.runtimes.instance.package_check import ARCHIVE_ERRORS
+from fnworker.runtimes.instance.package_layout import PackageError
+from fnworker.runtimes.instance.package_limits import PackageLimits
+from fnworker.runtimes.instance.package_unpack import link_tree, shared_tree_of, unpack_once
 from fnworker.scheduler.errors import bad_request
 from fnworker.scheduler.records import PackageRef, split_fqfn
 
@@ -45,6 +51,8 @@ class PackageStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.unpack_failed: set[str] = set()
+        """Packages (by sha256) that could not be unpacked within the limits."""
 
     def function_dir(self, fqfn: str) -> Path:
         """The folder holding every stored version of one function's package."""
@@ -78,6 +86,26 @@ class PackageStore:
         except OSError:
             shutil.copyfile(self.path_of(ref), target)
         return target
+
+    def share_unpacked(self, ref: PackageRef, package_copy: Path, limits: PackageLimits) -> None:
+        """Unpack the package version once (beside the stored package) and give the
+        instance's copy a tree of hard links to it, so N instances share one unpacked
+        copy. Nothing for a .py package; nothing when the package cannot be unpacked
+        within ``limits`` (the instance's own loader then reports why in its status)."""
+        if ref.sha256 in self.unpack_failed:
+            return
+        shared = shared_tree_of(package_copy)
+        partial = shared.with_name(shared.name + ".partial")
+        try:
+            if not unpack_once(self.path_of(ref), self.path_of(ref).parent / "unpacked", limits):
+                return
+            shutil.rmtree(partial, ignore_errors=True)
+            link_tree(self.path_of(ref).parent / "unpacked", partial)
+            partial.rename(shared)
+        except (PackageError, *ARCHIVE_ERRORS):
+            self.unpack_failed.add(ref.sha256)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
 
     def prune(self, fqfn: str, keep: PackageRef | None) -> None:
         """Remove every stored version of a function except ``keep``."""

@@ -112,6 +112,8 @@ class SpecMaker:
         self.packages = packages
         self.client = client
         self._fetching: dict[str, anyio.Lock] = {}
+        self._unpacking: dict[str, anyio.Lock] = {}
+        self.limits = limits_of(config).package
 
     async def ensure_stored(self, package: PackageRef) -> None:
         """Fetch a package another worker stored, once even when several of its
@@ -134,16 +136,22 @@ class SpecMaker:
         own = instance_folder(instances_dir, action.instance)
         await anyio.to_thread.run_sync(remove_folder, own)  # an older version's files
         folder = own / f"v{record.version}"
+        package_copy = self.packages.copy_for_instance(record.package, folder)
+        if runtime_name(self.config) != "kubernetes":  # pods unpack their own download
+            async with self._unpacking.setdefault(record.package.sha256, anyio.Lock()):
+                await anyio.to_thread.run_sync(
+                    self.packages.share_unpacked, record.package, package_copy, self.limits
+                )
         return InstanceSpec(
             instance=action.instance,
             index=index,
             function=record,
-            package_path=self.packages.copy_for_instance(record.package, folder),
+            package_path=package_copy,
             worker_id=self.me.worker_id,
             client=self.client,
             secrets_provider=secrets_provider_of(self.config),
             cluster_name=self.config.pulsar_functions_cluster,
-            package_limits=limits_of(self.config).package,
+            package_limits=self.limits,
         )
 
 

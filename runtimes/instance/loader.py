@@ -23,7 +23,6 @@ import shutil
 import sys
 import tempfile
 import threading
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -39,7 +38,8 @@ from fnworker.runtimes.instance.package_check import (
     resolve_target,
 )
 from fnworker.runtimes.instance.package_layout import PackageError
-from fnworker.runtimes.instance.package_limits import PackageLimits, UnpackBudget, extract_bounded
+from fnworker.runtimes.instance.package_limits import PackageLimits
+from fnworker.runtimes.instance.package_unpack import DEPS_SITE, extract_package, shared_tree_of
 
 __all__ = [
     "LoadedFunction",
@@ -49,7 +49,6 @@ __all__ = [
     "load_function",
 ]
 
-DEPS_SITE = ".deps-site"
 _IMPORT_LOCK = threading.RLock()
 _MANAGED_DIRS: set[str] = set()
 
@@ -64,18 +63,21 @@ class LoadedFunction:
         target: EntryTarget,
         paths: tuple[str, ...],
         unpack_dir: Path | None,
+        owns_unpack_dir: bool = True,
     ) -> None:
         self.module = module
         self.module_name = target.module
         self.target = target
         self.paths = paths
         self.unpack_dir = unpack_dir
+        self.owns_unpack_dir = owns_unpack_dir
         self.handler: Callable[..., Any] = lambda value: None
         self.takes_context = False
 
     def unload(self) -> None:
-        """Forget this start's modules and paths and delete its unpacked files."""
-        release(self.module.__name__, self.paths, self.unpack_dir)
+        """Forget this start's modules and paths and delete what it unpacked itself (a
+        shared tree belongs to the instance's folder and stays for a restart)."""
+        release(self.module.__name__, self.paths, self.unpack_dir, self.owns_unpack_dir)
 
 
 def load_function(
@@ -88,7 +90,7 @@ def load_function(
     including a package over ``limits`` (checked again here: the record may have been
     stored by an older version or by a worker with larger limits)."""
     target = resolve_target(package_path, class_name, package_path.name, limits)
-    unpack_dir = None if target.kind == "py" else unpack_package(package_path, target, limits)
+    unpack_dir, owned = unpacked_files(package_path, target, limits)
     paths = search_paths(unpack_dir, target)
     entry_file = package_path if unpack_dir is None else unpack_dir / str(target.member)
     with _IMPORT_LOCK:
@@ -97,9 +99,11 @@ def load_function(
         try:
             module = import_entry(entry_file, target.module, tag, package_path.name)
         except BaseException:
-            release(unique_module_name(target.module, tag), paths, unpack_dir)
+            release(unique_module_name(target.module, tag), paths, unpack_dir, owned)
             raise
-    loaded = LoadedFunction(module=module, target=target, paths=paths, unpack_dir=unpack_dir)
+    loaded = LoadedFunction(
+        module=module, target=target, paths=paths, unpack_dir=unpack_dir, owns_unpack_dir=owned
+    )
     try:
         loaded.handler, loaded.takes_context = handler_of(module, target, class_name)
     except BaseException:
@@ -108,8 +112,26 @@ def load_function(
     return loaded
 
 
-def release(entry_name: str, paths: tuple[str, ...], unpack_dir: Path | None) -> None:
-    """Undo a load: drop its modules and ``sys.path`` entries, delete unpacked files."""
+def unpacked_files(
+    package_path: Path, target: EntryTarget, limits: PackageLimits
+) -> tuple[Path | None, bool]:
+    """The folder holding the package's files (None for a .py package), and whether
+    this start unpacked it (else it is the shared tree the worker prepared)."""
+    if target.kind == "py":
+        return None, False
+    shared = shared_tree_of(package_path)
+    if shared.is_dir():
+        with _IMPORT_LOCK:
+            _MANAGED_DIRS.add(str(shared))
+        return shared, False
+    return unpack_package(package_path, target, limits), True
+
+
+def release(
+    entry_name: str, paths: tuple[str, ...], unpack_dir: Path | None, owned: bool = True
+) -> None:
+    """Undo a load: drop its modules and ``sys.path`` entries, delete unpacked files
+    this start owns."""
     with _IMPORT_LOCK:
         forget_modules_under(entry_name, unpack_dir)
         for path in paths:
@@ -117,7 +139,7 @@ def release(entry_name: str, paths: tuple[str, ...], unpack_dir: Path | None) ->
                 sys.path.remove(path)
         if unpack_dir is not None:
             _MANAGED_DIRS.discard(str(unpack_dir))
-    if unpack_dir is not None:
+    if unpack_dir is not None and owned:
         shutil.rmtree(unpack_dir, ignore_errors=True)
 
 
@@ -129,14 +151,8 @@ def unpack_package(
     the limit, and the partly unpacked folder is removed)."""
     unpack_dir = Path(tempfile.mkdtemp(prefix=f".{package_path.name}.", dir=package_path.parent))
     _MANAGED_DIRS.add(str(unpack_dir))
-    budget = UnpackBudget(limits, package_path.name)
     try:
-        with zipfile.ZipFile(package_path) as archive:
-            extract_bounded(archive, unpack_dir, budget)
-        if target.layout.deps:
-            for wheel in sorted((unpack_dir / target.layout.deps).glob("*.whl")):
-                with zipfile.ZipFile(wheel) as archive:
-                    extract_bounded(archive, unpack_dir / DEPS_SITE, budget)
+        extract_package(package_path, unpack_dir, target.layout, limits)
     except (*ARCHIVE_ERRORS, PackageError) as error:
         shutil.rmtree(unpack_dir, ignore_errors=True)
         _MANAGED_DIRS.discard(str(unpack_dir))

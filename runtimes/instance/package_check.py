@@ -110,7 +110,9 @@ class SourceFinder:
                 f"{error.lineno}: {error.msg}"
             ) from None
         except ValueError as error:
-            raise PackageError(f"{shown} in package '{self.display}' is not Python source: {error}")
+            raise PackageError(
+                f"{shown} in package '{self.display}' is not Python source: {error}"
+            ) from None
 
 
 @contextmanager

@@ -2,7 +2,8 @@
 default limits: a 1 MB zip of 1 GiB of zeros, a zip of 20,001 files, a zip whose
 module is 300 MB and a zip whose dependency wheel is a bomb each answer 400 at
 registration naming the package (or module), its size and the limit; nothing is
-stored, the worker keeps running and an ordinary function still processes.
+stored, the worker keeps running and an ordinary function still processes. The
+instances of one package version share one unpacked copy (hard links).
 
 The packages are built in the test's temporary folder, never committed."""
 
@@ -13,13 +14,14 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import StandaloneWorker
-from tests.e2e.helpers import BASE, call, function_form
+from tests.e2e.helpers import BASE, call, function_form, running_count, wait_for
 from tests.hostile.conftest import assert_nothing_stored, assert_unharmed
 from tests.hostile.packages import (
     FUNCTION_SOURCE,
     GIB,
     MIB,
     big_module_zip,
+    function_zip,
     many_files_zip,
     nested_wheel_bomb,
     zip_bomb,
@@ -88,3 +90,31 @@ def test_a_dependency_wheel_bomb_is_refused(
         "bytes with its dependency wheels, above maxPackageUnpackedBytes 536870912; "
         "expected a package of at most 536870912 bytes unpacked"
     )
+
+
+def test_instances_of_one_version_share_one_unpacked_copy(
+    capped_worker: StandaloneWorker, tmp_path: Path
+) -> None:
+    package = function_zip(tmp_path / "shared.zip")
+    config = {
+        "className": "fn.process",
+        "inputs": ["shared-in"],
+        "output": "shared-out",
+        "parallelism": 3,
+    }
+    reply = call(capped_worker.admin_url, "POST", f"{BASE}/shared", function_form(config, package))
+    assert reply.status == 200, reply.body
+    wait_for(lambda: running_count(capped_worker.admin_url, "shared") == 3)
+    state = capped_worker.state_dir
+    unpacked = list(
+        (state / "packages" / "public" / "default" / "shared").glob("v1-*/unpacked/fn.py")
+    )
+    assert len(unpacked) == 1
+    linked = list(
+        (state / "instances" / "public" / "default" / "shared").glob(
+            "*/v1/.shared.zip-shared/fn.py"
+        )
+    )
+    assert len(linked) == 3
+    assert {file.stat().st_ino for file in linked} == {unpacked[0].stat().st_ino}
+    assert call(capped_worker.admin_url, "DELETE", f"{BASE}/shared").status == 200
