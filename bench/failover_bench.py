@@ -226,7 +226,8 @@ def trial_leader(fleet: Fleet, n: int, trial: int, limit: float) -> dict[str, An
     result = measure_move(survivors, moved, n, old, t0, limit)
     process.wait()
     log(
-        f"leader #{trial + 1}: {old} -> {new} ({len(moved)} instances): new leader {new_leader} {result}"
+        f"leader #{trial + 1}: {old} -> {new} ({len(moved)} instances): "
+        f"new leader {new_leader} {result}"
     )
     fleet.start(old)
     return {"old": old, "new": new, "moved": len(moved), "new_leader": new_leader, **result}

@@ -24,7 +24,8 @@ Runs (each on a fresh server and driver):
 - ``go-client``: a small N (20; ``--quick`` 10) at client-go's default QPS 5 /
   burst 10, to show the ratio. Its time for 1,000 functions is *projected* (not
   measured): ``(1,000 x requests per function - burst)`` at the requests/s measured
-  after the burst, and also by the rate-limit arithmetic ``(requests - burst) / 5``. ``--no-go-client`` skips it.
+  after the burst, and also by the rate-limit arithmetic ``(requests - burst) / 5``.
+  ``--no-go-client`` skips it.
 
 Reports functions/s, total seconds and requests/s (all requests the server saw,
 watch included) beside the goal: 1,000 functions in 15 s or less. Client and server

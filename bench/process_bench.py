@@ -263,7 +263,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "benchmark": "process runtime",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": _cpus(), "python": sys.version.split()[0], "platform": platform.platform()},
+        "machine": {"cpus": _cpus(), "python": sys.version.split()[0],
+                    "platform": platform.platform()},
         "sizes": {"instances": args.instances, "messages": args.messages, "runs": args.runs,
                   "payload_bytes": len(PAYLOAD), "quick": args.quick},
         "runs": runs,

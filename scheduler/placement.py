@@ -199,14 +199,14 @@ def _plan(current: Mapping[str, str], found: Reconciliation, targets: Sequence[s
     fresh_targets = targets[lost:] if lost else targets
     moves += [
         Move(instance=i, source=w, target=t, reason="worker-lost")
-        for (i, w), t in zip(found.orphaned, targets)
+        for (i, w), t in zip(found.orphaned, targets, strict=False)
     ]
     moves += [
         Move(instance=i, source=None, target=t, reason="new")
-        for i, t in zip(found.fresh, fresh_targets)
+        for i, t in zip(found.fresh, fresh_targets, strict=True)
     ]
-    assignment.update(zip([i for i, _ in found.orphaned], targets))
-    assignment.update(zip(found.fresh, fresh_targets))
+    assignment.update(zip([i for i, _ in found.orphaned], targets, strict=False))
+    assignment.update(zip(found.fresh, fresh_targets, strict=True))
     return Placement(assignment=assignment, moves=tuple(moves))
 
 
@@ -307,7 +307,7 @@ def plan_drain(
     else:
         unit_of = unit_lookup(weight_map)
         targets = fill_by_load(drained, weight_loads(others, current, unit_of), unit_of)
-    moves = [(i, drained_worker, t) for i, t in zip(drained, targets)]
+    moves = [(i, drained_worker, t) for i, t in zip(drained, targets, strict=True)]
     return _with_moves(Placement(assignment=dict(current)), moves, "drain")
 
 

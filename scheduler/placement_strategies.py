@@ -51,7 +51,7 @@ def unit_map(ids: Iterable[str], weights: Iterable[float]) -> dict[str, int] | N
     table = {weight: weight_units(weight) for weight in set(listed)}
     if uniform(table.values()):
         return None
-    return dict(zip(ids, map(table.__getitem__, listed)))
+    return dict(zip(ids, map(table.__getitem__, listed), strict=True))
 
 
 def uniform(units: Iterable[int]) -> bool:
@@ -63,7 +63,7 @@ def uniform(units: Iterable[int]) -> bool:
 def units_of_map(weights: Mapping[str, float]) -> dict[str, int]:
     """instance -> weight in units, converting each distinct weight only once."""
     table = {weight: weight_units(weight) for weight in set(weights.values())}
-    return dict(zip(weights.keys(), map(table.__getitem__, weights.values())))
+    return dict(zip(weights.keys(), map(table.__getitem__, weights.values()), strict=True))
 
 
 def unit_lookup(weights: Mapping[str, float]) -> Callable[[str], int]:
@@ -224,7 +224,10 @@ def rebalance_by_count(members: Mapping[str, Collection[str]]) -> list[Triple]:
     slots = (
         w for worker in recipients for w in repeat(worker, caps[worker] - len(members[worker]))
     )
-    return [(instance, source, target) for (instance, source), target in zip(donations, slots)]
+    return [
+        (instance, source, target)
+        for (instance, source), target in zip(donations, slots, strict=False)
+    ]
 
 
 def _surplus(

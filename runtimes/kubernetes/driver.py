@@ -26,11 +26,11 @@ one object. So:
 - ``aclose`` stops the watches and cancels pending deletes: as in Pulsar, the
   functions keep running on the cluster while the worker restarts.
 
-Every call goes (``api_calls.ApiCaller``) through one client-side token bucket (``k8RequestsPerSecond``,
-default 200/s, burst ``k8RequestBurst`` 200) and is retried with exponential
-backoff on 429, 5xx and connection errors (and 409 Conflict on patch). A 403 becomes
-one sentence naming the verb, resource, namespace and the RBAC rule that fixes it,
-logged once and shown in the status of the function's instances.
+Every call goes (``api_calls.ApiCaller``) through one client-side token bucket
+(``k8RequestsPerSecond``, default 200/s, burst ``k8RequestBurst`` 200) and is retried
+with exponential backoff on 429, 5xx and connection errors (and 409 Conflict on
+patch). A 403 becomes one sentence naming the verb, resource, namespace and the RBAC
+rule that fixes it, logged once and shown in the status of the function's instances.
 
 Status comes from ONE watch per namespace on pods labelled
 ``component=function,fnworker/job-name``; restarts are the containers'

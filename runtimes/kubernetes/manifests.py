@@ -363,8 +363,9 @@ def image_of(function: FunctionRecord, settings: KubernetesSettings) -> str:
     except KeyError:
         raise ManifestError(
             f"functionRuntimeFactoryConfigs functionDockerImages has no {runtime} image; "
-            f"expected a {runtime} key (it has {', '.join(sorted(settings.function_docker_images))})"
-            " or no functionDockerImages at all, to use pulsarDockerImageName"
+            f"expected a {runtime} key (it has "
+            f"{', '.join(sorted(settings.function_docker_images))}) or no functionDockerImages "
+            "at all, to use pulsarDockerImageName"
         ) from None
 
 

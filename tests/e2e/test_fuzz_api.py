@@ -180,7 +180,8 @@ def test_malformed_json_and_multipart_are_400(target: Target) -> None:
         (b"", "text/plain"),
         (b"\x80=\xff", "application/x-www-form-urlencoded"),
         (
-            b'--b\r\nContent-Disposition: form-data; name="data"; filename="\x1f.py"\r\n\r\nx\r\n--b--\r\n',
+            b'--b\r\nContent-Disposition: form-data; name="data"; filename="\x1f.py"\r\n'
+            b"\r\nx\r\n--b--\r\n",
             "multipart/form-data; boundary=b",
         ),
     ]

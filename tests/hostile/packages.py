@@ -75,7 +75,7 @@ def write_zip(target: BinaryIO, entries: list[Entry]) -> None:
         for part, times in entry.parts:
             target.writelines(part for _ in range(times))
         position += len(header) + entry.compressed_size
-    directory = b"".join(e.header(b"PK\x01\x02", o) for e, o in zip(entries, offsets))
+    directory = b"".join(e.header(b"PK\x01\x02", o) for e, o in zip(entries, offsets, strict=True))
     target.write(directory)
     end = struct.pack("<HHHHIIH", 0, 0, len(entries), len(entries), len(directory), position, 0)
     target.write(b"PK\x05\x06" + end)

@@ -35,6 +35,7 @@ def function_subscription(client: pulsar.Client, name: str) -> pulsar.Consumer:
     name), to see what the function left unacknowledged."""
     return subscribe(client, f"{name}-in", subscription=f"public/default/{name}")
 
+
 EXCLAMATION = EXAMPLES / "exclamation_function.py"
 EXCLAMATION_CLASS = "exclamation_function.ExclamationFunction"
 

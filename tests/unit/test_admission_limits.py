@@ -136,15 +136,16 @@ def test_config_size_is_checked_before_any_check_echoing_a_value() -> None:
         (
             {"max_pending_async_requests": 10**12},
             (
-                f"maxPendingAsyncRequests {10**12} is above the limit {MAX_PENDING_ASYNC_REQUESTS}; "
-                f"expected at most {MAX_PENDING_ASYNC_REQUESTS}"
+                f"maxPendingAsyncRequests {10**12} is above the limit "
+                f"{MAX_PENDING_ASYNC_REQUESTS}; expected at most {MAX_PENDING_ASYNC_REQUESTS}"
             ),
         ),
         (
             {"input_specs": {"in": ConsumerConfig(receiver_queue_size=10**9)}},
             (
-                "inputSpecs['persistent://public/default/in'].receiverQueueSize 1000000000 is above "
-                f"the limit {MAX_RECEIVER_QUEUE_SIZE}; expected 0 to {MAX_RECEIVER_QUEUE_SIZE}"
+                "inputSpecs['persistent://public/default/in'].receiverQueueSize 1000000000 "
+                f"is above the limit {MAX_RECEIVER_QUEUE_SIZE}; "
+                f"expected 0 to {MAX_RECEIVER_QUEUE_SIZE}"
             ),
         ),
     ],

@@ -184,14 +184,20 @@ def test_load_uses_dependency_wheels_from_deps(tmp_path: Path) -> None:
 
 
 def test_load_errors_are_one_sentence(tmp_path: Path) -> None:
-    source = "raise RuntimeError('no database')\n\nclass Fn:\n    def process(self, i, c):\n        return i\n"
+    source = (
+        "raise RuntimeError('no database')\n\n"
+        "class Fn:\n    def process(self, i, c):\n        return i\n"
+    )
     failing_import = write(tmp_path / "a" / "failing.py", source)
     with pytest.raises(PackageError) as raised:
         load_function(failing_import, "failing.Fn", "t6")
     assert str(raised.value) == (
         "importing module 'failing' of package 'failing.py' raised RuntimeError: no database"
     )
-    ctor = "class Fn:\n    def __init__(self, needed):\n        pass\n    def process(self, i, c):\n        return i\n"
+    ctor = (
+        "class Fn:\n    def __init__(self, needed):\n        pass\n"
+        "    def process(self, i, c):\n        return i\n"
+    )
     needs_args = write(tmp_path / "b" / "needs_args.py", ctor)
     with pytest.raises(PackageError, match=r"creating needs_args.Fn\(\) raised TypeError"):
         load_function(needs_args, "needs_args.Fn", "t7")

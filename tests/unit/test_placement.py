@@ -465,7 +465,8 @@ def test_losing_a_worker_moves_only_its_instances(
 @FAST
 @given(scenarios(), st.sampled_from([RR, LL]))
 def test_placement_from_nothing_is_balanced(scenario: Scenario, strategy: Strategy) -> None:
-    """(d) round-robin from nothing: counts within one; least-loaded: loads within one max weight."""
+    """(d) round-robin from nothing: counts within one; least-loaded: loads within one
+    max weight."""
     demands, workers, _ = scenario
     placement = plan_placement(demands, workers, {}, strategy)
     if strategy == RR:
