@@ -63,6 +63,10 @@ class InstanceMetrics(msgspec.Struct, kw_only=True, rename="camel"):
     avg_process_latency: float | None = None
     last_invocation: int | None = None
     user_metrics: dict[str, float] = {}
+    stalled_seconds: float = 0.0
+    """How long the instance has made no progress although it has input (stuck in a
+    message, not connected, or input not delivered); 0 while healthy. fnworker's own
+    (runtimes/instance/progress.py), exported as ``pulsar_function_stalled_seconds``."""
 
 
 class RuntimeDriver(Protocol):

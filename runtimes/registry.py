@@ -51,6 +51,7 @@ def create_driver(
             thread_group_name=factory.thread_group_name,
             client_settings=client,
             consumer_ids=spreader,
+            stop_timeout_seconds=float(factory.grace_period_seconds),
         )
     if name == "process":
         from fnworker.runtimes.process import ProcessRuntime, settings_from_factory

@@ -1,8 +1,26 @@
 """The thread runtime: every instance runs inside the worker process on a daemon
-thread of its own, all sharing one sync ``pulsar.Client``. Implements the
-RuntimeDriver protocol (name ``thread``). Does broker I/O; every blocking client
-call (subscribe, flush, close, join) runs through ``anyio.to_thread`` so the event
-loop never blocks.
+thread of its own. Implements the RuntimeDriver protocol (name ``thread``). Does
+broker I/O, always off the event loop.
+
+Containment (docs/instance-host.md, "Fault containment"):
+
+- **Clients**: instances use a small pool of clients, and a function with many
+  input topics gets a client of its own (runtimes/client_pool.py), so one
+  function's subscriptions or traffic do not queue up every other function's.
+- **Starting** never holds up the caller for long: an instance loads and subscribes
+  on a daemon thread of its own (``<thread name>-open``); ``start`` waits at most
+  ``START_WAIT_SECONDS`` for it, then returns with the instance still opening
+  (``running: false`` until it runs). A stop while it opens abandons it: the
+  opener closes what it opened when its blocking call returns, and a dedicated
+  client is closed at once, which ends its pending subscribe.
+- **Stopping is bounded**: the loop gets ``stop_timeout_seconds`` (the worker's
+  ``gracePeriodSeconds``, 5 s by default) to finish; closing the consumer and
+  producers, and then a dedicated client, get ``CLOSE_SECONDS`` each; what overruns
+  is abandoned (daemon threads never hold up exit) and the log names the instance.
+  ``aclose`` stops every instance at once, then closes the clients within
+  ``CLOSE_SECONDS``: the runtime stops within ``stop_timeout_seconds + 3 *
+  CLOSE_SECONDS`` (8 s by default), plus at most ``START_WAIT_SECONDS`` for a start
+  in progress, whatever the instances are doing.
 
 Failures stay local: a package that cannot load, or a subscription that fails,
 shows as ``running=False`` with a one-sentence ``error`` in the instance's status,
@@ -13,41 +31,59 @@ after ``threadGroupName``.
 
 from __future__ import annotations
 
+import threading
+
 import anyio
 import msgspec
 import pulsar
 import structlog
 
 from fnworker.runtimes.broker_client import ClientLogger, make_client  # make_client: re-exported
+from fnworker.runtimes.client_pool import (
+    CLOSE_SECONDS,
+    DEDICATED_ABOVE_TOPICS,
+    SHARED_CLIENTS,
+    ClientKey,
+    ClientLease,
+    ClientPool,
+    client_key_for,
+    run_bounded,
+)
 from fnworker.runtimes.driver import ClientSettings, InstanceMetrics, InstanceSpec
 from fnworker.runtimes.instance.consumer_ids import ConsumerIdSpreader
 from fnworker.runtimes.instance.host import InstanceHost, InstanceStartError
+from fnworker.runtimes.instance.instance_plan import PlanError, plan_instance
 from fnworker.runtimes.instance.state_store import StateStores
 from fnworker.runtimes.instance.stats import describe
 from fnworker.runtimes.lifecycle import InstanceLifecycle
 from fnworker.scheduler.records import InstanceId, InstanceStatusData
 
+__all__ = ["DEFAULT_THREAD_GROUP", "InstanceSlot", "ThreadRuntime", "make_client"]
+
 DEFAULT_THREAD_GROUP = "Thread Function Container Group"
+START_WAIT_SECONDS = 1.0
 log = structlog.get_logger("fnworker.runtime.thread")
 
 
 class InstanceSlot(msgspec.Struct, kw_only=True):
-    """What the runtime holds for one instance: its spec, host (None if it failed) and restarts."""
+    """What the runtime holds for one instance: its spec, host (None while it opens
+    or if it failed), client lease and restarts."""
 
     spec: InstanceSpec
     host: InstanceHost | None = None
     error: str = ""
     restarts: int = 0
+    lease: ClientLease | None = None
+    abandoned: bool = False
+    opened: threading.Event = msgspec.field(default_factory=threading.Event)
 
 
 class ThreadRuntime(InstanceLifecycle[InstanceSlot]):
     """Runs function instances on threads of the worker process.
 
-    ``client_logger`` defaults to a stdlib logger at WARNING. The C++ client hands
-    every DEBUG line to a Python logger (filtering happens in Python, under the
-    GIL) and keeps the logger of the first client created in the process, so a
-    ``pulsar.FileLogger(pulsar.LoggerLevel.Warn, path)`` is faster (see
-    docs/instance-host.md).
+    ``client_logger`` defaults to the C++ client's console logger at WARN (a Python
+    logger costs every client in the process, see docs/instance-host.md).
+    ``shared_clients`` and ``dedicated_above_topics`` shape the client pool.
     """
 
     name = "thread"
@@ -58,24 +94,34 @@ class ThreadRuntime(InstanceLifecycle[InstanceSlot]):
         client_settings: ClientSettings | None = None,
         *,
         nack_redelivery_delay_ms: int = 1000,
-        stop_timeout_seconds: float = 10.0,
+        stop_timeout_seconds: float = 5.0,
+        close_timeout_seconds: float = CLOSE_SECONDS,
         client_logger: ClientLogger | None = None,
         consumer_ids: ConsumerIdSpreader | None = None,
+        shared_clients: int = SHARED_CLIENTS,
+        dedicated_above_topics: int = DEDICATED_ABOVE_TOPICS,
     ) -> None:
-        self.consumer_ids = consumer_ids
         self.thread_group_name = thread_group_name
         self.client_logger = client_logger
         self.client_settings = client_settings
         self.nack_redelivery_delay_ms = nack_redelivery_delay_ms
         self.stop_timeout_seconds = stop_timeout_seconds
-        self._client: pulsar.Client | None = None
-        self._client_lock = anyio.Lock()
+        self.close_timeout_seconds = close_timeout_seconds
+        self.shared_clients = shared_clients
+        self.dedicated_above_topics = dedicated_above_topics
+        self._settings: ClientSettings | None = client_settings
+        self._pool = ClientPool(self._make_client, consumer_ids)
+        self._slots_lock = threading.Lock()
         super().__init__()
         self._states = StateStores()
 
     def thread_name(self, instance: InstanceId) -> str:
         """The name of an instance's thread."""
         return f"{self.thread_group_name}-{instance}"
+
+    def client_names(self) -> list[str]:
+        """The pulsar clients open now (``shared-N``, ``function:<fqfn>``)."""
+        return self._pool.names()
 
     # -- RuntimeDriver -----------------------------------------------------------
 
@@ -103,68 +149,153 @@ class ThreadRuntime(InstanceLifecycle[InstanceSlot]):
         return slot.host.metrics() if slot.host is not None else InstanceMetrics()
 
     async def aclose(self) -> None:
-        """Stop every instance, then close the shared client."""
+        """Stop every instance at once, then close the clients (bounded, see above)."""
         async with anyio.create_task_group() as group:
             for instance in list(self._held):
                 group.start_soon(self.stop, instance)
-        client, self._client = self._client, None
-        if client is not None:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(client.close)
+        with anyio.CancelScope(shield=True):
+            abandoned = await anyio.to_thread.run_sync(
+                self._pool.close_all, self.close_timeout_seconds, abandon_on_cancel=True
+            )
+        for name in abandoned:
+            log.warning(
+                "pulsar client did not close in time; abandoned",
+                client=name,
+                seconds=self.close_timeout_seconds,
+            )
 
     # -- internals ---------------------------------------------------------------
 
-    async def _shared_client(self, settings: ClientSettings) -> pulsar.Client:
-        """The one client of this runtime, created on first use."""
-        async with self._client_lock:
-            if self._client is None:
-                chosen = self.client_settings or settings
-                self._client = await anyio.to_thread.run_sync(
-                    make_client, chosen, self.client_logger
-                )
-            return self._client
+    def _make_client(self) -> pulsar.Client:
+        assert self._settings is not None
+        return make_client(self._settings, self.client_logger)
+
+    def _client_key(self, spec: InstanceSpec) -> tuple[ClientKey, int]:
+        """The client an instance uses, and its number of input topics."""
+        try:
+            topics = len(plan_instance(spec.function).inputs.topics)
+        except PlanError:
+            topics = 1  # the host reports the error; any client will do
+        key = client_key_for(
+            spec.function.fqfn,
+            topics,
+            shared_clients=self.shared_clients,
+            dedicated_above=self.dedicated_above_topics,
+        )
+        return key, topics
 
     async def _start_locked(self, spec: InstanceSpec, *, restarts: int) -> None:
+        if self._settings is None:
+            self._settings = spec.client
         slot = self._held[spec.instance] = InstanceSlot(spec=spec, restarts=restarts)
+        opener = threading.Thread(
+            target=self._open,
+            args=(slot,),
+            name=f"{self.thread_name(spec.instance)}-open",
+            daemon=True,
+        )
+        opener.start()
+        await anyio.to_thread.run_sync(slot.opened.wait, START_WAIT_SECONDS, abandon_on_cancel=True)
+
+    def _open(self, slot: InstanceSlot) -> None:
+        """The opener thread: lease a client, load and subscribe, start the loop."""
         try:
-            client = await self._shared_client(spec.client)
+            self._open_slot(slot)
+        except Exception as error:  # noqa: BLE001 - reported in status
+            slot.error = f"starting the instance failed: {describe(error)}"
+            self._end_lease(slot)
+        finally:
+            slot.opened.set()
+
+    def _open_slot(self, slot: InstanceSlot) -> None:
+        spec = slot.spec
+        key, topics = self._client_key(spec)
+        log.info("instance opening", instance=spec.instance, input_topics=topics, client=key.name)
+        try:
+            lease = self._pool.lease(key)
         except Exception as error:  # noqa: BLE001 - reported in status
             slot.error = f"creating the pulsar client failed: {describe(error)}"
             return
+        slot.lease = lease
         host = InstanceHost(
             spec,
-            client,
+            lease.client,
             self._states.for_function(spec.function.fqfn),
             thread_name=self.thread_name(spec.instance),
             nack_redelivery_delay_ms=self.nack_redelivery_delay_ms,
-            consumer_ids=self.consumer_ids,
+            consumer_ids=lease.consumer_ids,
         )
         try:
-            await anyio.to_thread.run_sync(host.open)
+            if slot.abandoned:
+                raise InstanceStartError("the instance was stopped while it started")
+            host.open()
         except InstanceStartError as error:
             slot.error = str(error)
-            log.warning("instance failed to start", instance=spec.instance, error=slot.error)
+            if not slot.abandoned:
+                log.warning("instance failed to start", instance=spec.instance, error=slot.error)
+            self._end_lease(slot)
             return
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(host.close)
-            self._held.pop(spec.instance, None)
-            raise
-        host.start()
-        slot.host = host
-        log.info("instance started", instance=spec.instance, version=spec.function.version)
+        with self._slots_lock:
+            keep = not slot.abandoned
+            if keep:
+                host.start()
+                slot.host = host
+        if keep:
+            log.info("instance started", instance=spec.instance, version=spec.function.version)
+            return
+        host.close()
+        self._end_lease(slot)
+
+    def _end_lease(self, slot: InstanceSlot) -> None:
+        """Release the slot's client (blocking: a dedicated client is closed, bounded)."""
+        lease = slot.lease
+        client = lease.release() if lease is not None else None
+        if client is None:
+            return
+        name = lease.key.name if lease is not None else "?"
+        if not run_bounded(client.close, self.close_timeout_seconds, f"close {name}"):
+            log.warning(
+                "pulsar client did not close in time; abandoned",
+                client=name,
+                seconds=self.close_timeout_seconds,
+            )
 
     async def _stop_locked(self, instance: InstanceId) -> None:
         slot = self._held.pop(instance, None)
-        if slot is None or slot.host is None:
+        if slot is None:
             return
-        host = slot.host
-        host.request_stop()
+        with self._slots_lock:
+            slot.abandoned = True
+            host = slot.host
         with anyio.CancelScope(shield=True):
-            stopped = await anyio.to_thread.run_sync(host.join, self.stop_timeout_seconds)
-            if not stopped:
-                log.warning(
-                    "instance thread did not stop in time; closing it anyway", instance=instance
-                )
-            await anyio.to_thread.run_sync(host.close)
+            if host is not None:
+                await self._stop_host(instance, host)
+            await anyio.to_thread.run_sync(self._end_lease, slot, abandon_on_cancel=True)
         log.info("instance stopped", instance=instance)
+
+    async def _stop_host(self, instance: InstanceId, host: InstanceHost) -> None:
+        """Ask the loop to finish, wait, close; abandon what overruns its bound."""
+        host.request_stop()
+        stopped = await anyio.to_thread.run_sync(
+            host.join, self.stop_timeout_seconds, abandon_on_cancel=True
+        )
+        if not stopped:
+            log.warning(
+                "instance thread did not stop in time; abandoned (it is a daemon thread)",
+                instance=instance,
+                seconds=self.stop_timeout_seconds,
+                where=host.where_stuck(),
+            )
+        closed = await anyio.to_thread.run_sync(
+            run_bounded,
+            host.close,
+            self.close_timeout_seconds,
+            f"close {instance}",
+            abandon_on_cancel=True,
+        )
+        if not closed:
+            log.warning(
+                "closing the instance's consumer and producers did not finish in time; abandoned",
+                instance=instance,
+                seconds=self.close_timeout_seconds,
+            )

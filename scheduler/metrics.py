@@ -8,7 +8,11 @@ Names and labels follow Pulsar's Python instance (``function_stats.py``):
 ``_user_exceptions_total``, ``_system_exceptions_total`` (counters),
 ``pulsar_function_process_latency_ms`` (summary), ``pulsar_function_last_invocation``
 (gauge, epoch ms) and ``pulsar_function_user_metric_<name>`` (summary), each
-labelled ``tenant, namespace, name, instance_id, cluster, fqfn``. Our instances
+labelled ``tenant, namespace, name, instance_id, cluster, fqfn``. fnworker adds
+``pulsar_function_stalled_seconds`` (gauge): how long the instance has made no
+progress although it has input (stuck in one message, not connected, or input the
+broker does not deliver; runtimes/instance/progress.py), 0 while healthy; alert on
+it being above 0. Our instances
 keep a mean latency, not every observation, so the latency summary has
 ``_count`` = messages processed and ``_sum`` = mean × that count, and no quantiles.
 """
@@ -79,6 +83,11 @@ def function_metrics(samples: Iterable[InstanceSample], cluster: str) -> list[Me
         "The timestamp of the last invocation of the function.",
         labels=LABELS,
     )
+    stalled = GaugeMetricFamily(
+        f"{PREFIX}stalled_seconds",
+        "Seconds the instance has made no progress although it has input; 0 while healthy.",
+        labels=LABELS,
+    )
     user: dict[str, SummaryMetricFamily] = {}
     for instance, metrics in sorted(samples, key=lambda sample: sample[0]):
         labels = label_values(instance, cluster)
@@ -87,8 +96,9 @@ def function_metrics(samples: Iterable[InstanceSample], cluster: str) -> list[Me
         processed = metrics.processed_successfully_total
         latency.add_metric(labels, processed, (metrics.avg_process_latency or 0.0) * processed)
         last.add_metric(labels, float(metrics.last_invocation or 0))
+        stalled.add_metric(labels, metrics.stalled_seconds)
         add_user_metrics(user, labels, metrics.user_metrics)
-    return [*counters.values(), latency, last, *user.values()]
+    return [*counters.values(), latency, last, stalled, *user.values()]
 
 
 def add_user_metrics(

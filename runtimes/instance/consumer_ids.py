@@ -44,15 +44,19 @@ class ConsumerIdSpreader:
     """Counts the consumer ids one client hands out and steers the next one."""
 
     def __init__(self, worker_id: str, slots: int, rng: random.Random | None = None) -> None:
+        self.worker_id = worker_id
         self.slots = slots
         self.slot = slot_of(worker_id, slots) if slots > 1 else 0
         self.floor = slots * (rng or random.Random()).randint(1, 8) if slots > 1 else 0
         self.next_id = 0
         self.lock = threading.Lock()
 
-    def subscribe(
-        self, client: pulsar.Client, topics: list[str], subscribe: Callable[[], T]
-    ) -> T:
+    def sibling(self) -> ConsumerIdSpreader:
+        """A spreader for another client of this worker (every client numbers its
+        consumers from 0): the same slot, a start block of its own."""
+        return ConsumerIdSpreader(self.worker_id, self.slots)
+
+    def subscribe(self, client: pulsar.Client, topics: list[str], subscribe: Callable[[], T]) -> T:
         """Burn ids until the next one is in this worker's slot, then subscribe."""
         with self.lock:
             if self.slots > 1:

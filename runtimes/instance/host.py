@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
+import sys
 import threading
+import time
 from typing import Any
 
 import pulsar
@@ -27,6 +30,7 @@ from fnworker.runtimes.instance.loader import LoadedFunction, load_function
 from fnworker.runtimes.instance.message_loop import MessageLoop
 from fnworker.runtimes.instance.output_sink import OutputSink
 from fnworker.runtimes.instance.package_layout import PackageError
+from fnworker.runtimes.instance.progress import describe_stall, stall_of
 from fnworker.runtimes.instance.secret_providers import secrets_provider_named
 from fnworker.runtimes.instance.serde import make_serde
 from fnworker.runtimes.instance.state_store import StateStore
@@ -149,14 +153,40 @@ class InstanceHost:
         return self._thread is not None and self._thread.is_alive()
 
     def status(self) -> InstanceStatusData:
-        """Counters and state in Pulsar's status shape."""
-        return self.stats.status(
-            running=self.running, error=self.error, worker_id=self.spec.worker_id
-        )
+        """Counters and state in Pulsar's status shape; ``error`` also says why a
+        running instance makes no progress (runtimes/instance/progress.py)."""
+        running = self.running
+        error = self.error or (self.stall_description() if running else "")
+        return self.stats.status(running=running, error=error, worker_id=self.spec.worker_id)
 
     def metrics(self) -> InstanceMetrics:
-        """Counters in Pulsar's metrics shape."""
-        return self.stats.metrics()
+        """Counters in Pulsar's metrics shape, with how long the instance has stalled."""
+        metrics = self.stats.metrics()
+        if self._loop is not None and self.running:
+            stall = stall_of(self._loop.marks, time.monotonic())
+            metrics.stalled_seconds = stall.seconds if stall is not None else 0.0
+        return metrics
+
+    def stall_description(self) -> str:
+        """One sentence when the running loop makes no progress, else empty."""
+        if self._loop is None:
+            return ""
+        marks = self._loop.marks
+        stall = stall_of(marks, time.monotonic())
+        if stall is None:
+            return ""
+        where = self.where_stuck() if stall.kind == "busy" else ""
+        return describe_stall(stall, where=where, last_seen=marks.last_seen)
+
+    def where_stuck(self) -> str:
+        """Where the loop thread is right now: the innermost Python frame (only
+        looked at when the instance is stuck)."""
+        thread = self._thread
+        frame = sys._current_frames().get(thread.ident or -1) if thread else None
+        if frame is None:
+            return ""
+        code = frame.f_code
+        return f"at {os.path.basename(code.co_filename)}:{frame.f_lineno} in {code.co_name}"
 
     # -- opening -------------------------------------------------------------
 
@@ -198,6 +228,7 @@ class InstanceHost:
             stats=self.stats,
             stop=self._stop,
             log=self.log,
+            probe_backlog=len(plan.inputs.topics) == 1 and spec.function.parallelism() == 1,
         )
 
     def _subscribe(self, plan: InstancePlan) -> pulsar.Consumer:

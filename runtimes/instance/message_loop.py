@@ -32,6 +32,14 @@ from fnworker.runtimes.instance.output_sink import (
     fail_window,
     settle,
 )
+from fnworker.runtimes.instance.progress import (
+    ProgressMarks,
+    connection_check_due,
+    has_backlog,
+    note_backlog,
+    note_connected,
+    note_idle,
+)
 from fnworker.runtimes.instance.serde import SerDe
 from fnworker.runtimes.instance.stats import InstanceStats, describe
 
@@ -59,6 +67,7 @@ class MessageLoop:
         stats: InstanceStats,
         stop: threading.Event,
         log: structlog.stdlib.BoundLogger,
+        probe_backlog: bool = False,
     ) -> None:
         self.consumer = consumer
         self.handler = handler
@@ -78,6 +87,8 @@ class MessageLoop:
         self.window_done = 0
         self.window_deadline = 0.0
         self.failure_window = (0.0, 0)
+        self.marks = ProgressMarks(time.monotonic())
+        self.probe_backlog = probe_backlog
 
     def run(self) -> None:
         """Loop until asked to stop, then settle the open window and wait for receipts."""
@@ -96,10 +107,40 @@ class MessageLoop:
         try:
             message = self.consumer.receive(self.receive_timeout_ms())
         except pulsar.Timeout:
-            if self.window_done and time.monotonic() >= self.window_deadline:
+            now = time.monotonic()
+            if self.window_done and now >= self.window_deadline:
                 self.flush()
+            self.on_idle(now)
             return
         self.handle(message)
+
+    def on_idle(self, now: float) -> None:
+        """Between messages: leave progress marks, look at the connection and, when
+        idle for a while, at whether the broker holds input it does not deliver."""
+        marks = self.marks
+        note_idle(marks, now, self.stats.received)
+        if connection_check_due(marks, now):
+            note_connected(marks, now, self.consumer.is_connected())
+        if self.probe_backlog and now >= marks.next_backlog_check:
+            note_backlog(marks, time.monotonic(), self.backlog())
+
+    def backlog(self) -> bool | None:
+        """Whether the input topic holds entries after the last message received
+        (None: nothing received yet, or no answer). One broker round trip."""
+        last_message = self.context.message
+        if last_message is None:
+            return None
+        self.marks.checking_since = time.monotonic()
+        try:
+            last = self.consumer.get_last_message_id()
+        except Exception as error:  # noqa: BLE001 - no answer is no information
+            self.log.debug("backlog check failed", error=describe(error))
+            return None
+        finally:
+            self.marks.checking_since = None
+        mine = last_message.message_id()
+        self.marks.last_seen = str(mine)
+        return has_backlog((last.ledger_id(), last.entry_id()), (mine.ledger_id(), mine.entry_id()))
 
     def receive_timeout_ms(self) -> int:
         """Wait long when idle, only until the window is due when one is open."""
@@ -187,6 +228,7 @@ class MessageLoop:
         if self.ack_after_publish:
             self.window_acks.append(message)
         now = time.monotonic()
+        self.marks.active_at = now
         if not self.window_done:
             self.window_deadline = now + WINDOW_SECONDS
         self.window_done += 1
@@ -221,6 +263,7 @@ class MessageLoop:
     def log_failure(self, what: str, error: BaseException) -> None:
         """Log with a traceback, at most a few times per second per instance."""
         now = time.monotonic()
+        self.marks.active_at = now
         started, count = self.failure_window
         if now - started >= 1.0:
             started, count = now, 0

@@ -1,0 +1,206 @@
+"""Fault containment with real worker processes on a real (pulsar-lite) broker:
+ordinary functions keep producing while a function with thousands of input topics
+starts, runs and is deleted; an instance stuck in user code says so in its status
+and metrics; a SIGTERMed worker stops within its bound whatever its thread-runtime
+instances are doing. Speed is measured in bench/containment_bench.py, not here."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pulsar
+import pytest
+
+from fnworker.coordination.embedded_broker import EmbeddedBroker
+from tests.integration.worker_process import (
+    FUNCTIONS,
+    fill,
+    metric_value,
+    running,
+    start_worker,
+    stop_worker,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.timeout(240)]
+
+STUCK = FUNCTIONS / "stuck_function.py"
+ECHO = {"className": "stuck_function.process"}
+ORDINARY = 10
+HEAVY_TOPICS = 2000
+PROBE_SECONDS = 5.0
+"""Every ordinary function must answer a probe within this long (it takes milliseconds
+alone; on one shared client, a 2,000-topic subscribe held the connection for ~10 s)."""
+STALL_SHOWN_WITHIN = 16.0
+"""runtimes/instance/progress.py reports a stuck instance after 10 s; polling and a
+loaded machine get the rest."""
+
+
+@pytest.fixture
+def quiet_client(fresh_broker: EmbeddedBroker) -> Iterator[pulsar.Client]:
+    quiet = logging.getLogger("containment-test-client")
+    quiet.setLevel(logging.WARNING)
+    client = pulsar.Client(fresh_broker.url, operation_timeout_seconds=10, logger=quiet)
+    yield client
+    client.close()
+
+
+@dataclass
+class Prober:
+    """Sends one message to every ordinary function and waits for all their outputs."""
+
+    names: list[str]
+    producers: dict[str, pulsar.Producer]
+    outputs: pulsar.Consumer
+    rounds: list[tuple[float, float, list[str]]] = field(default_factory=list)
+
+    def probe(self) -> None:
+        """One round: record (start, seconds, functions that did not answer in time)."""
+        round_id = len(self.rounds)
+        began = time.monotonic()
+        expected = {f"probe-{round_id}-{name}" for name in self.names}
+        for name in self.names:
+            self.producers[name].send(f"probe-{round_id}-{name}".encode())
+        while expected and time.monotonic() - began < PROBE_SECONDS:
+            try:
+                message = self.outputs.receive(100)
+            except pulsar.Timeout:
+                continue
+            self.outputs.acknowledge(message)
+            expected.discard(message.data().decode())
+        missing = sorted(text.rsplit("-", 1)[1] for text in expected)
+        self.rounds.append((began, time.monotonic() - began, missing))
+
+    def late(self) -> list[tuple[float, float, list[str]]]:
+        return [entry for entry in self.rounds if entry[2]]
+
+
+def test_ordinary_functions_keep_flowing_while_a_heavy_function_starts_runs_and_is_deleted(
+    fresh_broker: EmbeddedBroker, quiet_client: pulsar.Client, tmp_path: Path
+) -> None:
+    worker = start_worker(tmp_path, fresh_broker.url, maxInputTopicsPerFunction=HEAVY_TOPICS)
+    try:
+        names = [f"ordinary{i}" for i in range(ORDINARY)]
+        for name in names:
+            worker.register(name, STUCK, **ECHO, inputs=[f"{name}-in"], output=f"{name}-out")
+        prober = Prober(
+            names,
+            {name: quiet_client.create_producer(f"{name}-in") for name in names},
+            quiet_client.subscribe(
+                [f"{name}-out" for name in names],
+                "probe",
+                consumer_type=pulsar.ConsumerType.Shared,
+                initial_position=pulsar.InitialPosition.Earliest,
+            ),
+        )
+        wait_for(lambda: all(running(worker, n) for n in names), 60, "ordinary functions run")
+        prober.probe()
+        assert not prober.late(), f"ordinary functions do not answer even alone: {prober.rounds}"
+
+        heavy_inputs = [f"heavy-in-{i}" for i in range(HEAVY_TOPICS)]
+        worker.register("heavy", STUCK, **ECHO, inputs=heavy_inputs)
+        began = time.monotonic()
+        while not running(worker, "heavy"):
+            assert time.monotonic() - began < 120, f"heavy: {worker.instance_status('heavy')}"
+            prober.probe()
+            time.sleep(0.2)
+        subscribed_after = time.monotonic() - began
+        for _ in range(3):
+            prober.probe()
+        worker.delete("heavy")
+        deleted = time.monotonic()
+        while time.monotonic() - deleted < 5:
+            prober.probe()
+            time.sleep(0.2)
+
+        assert len(prober.rounds) > 5, prober.rounds
+        assert not prober.late(), (
+            f"ordinary functions stopped answering within {PROBE_SECONDS} s while the "
+            f"{HEAVY_TOPICS}-topic function subscribed ({subscribed_after:.1f} s): "
+            f"{prober.late()}"
+        )
+    finally:
+        stop_worker(worker)
+
+
+@pytest.mark.parametrize("runtime", ["thread", "process"])
+def test_an_instance_stuck_in_user_code_shows_no_progress_in_status_and_metrics(
+    runtime: str, broker: EmbeddedBroker, tmp_path: Path, unique_name: str
+) -> None:
+    worker = start_worker(tmp_path, broker.url, runtime)
+    client = pulsar.Client(broker.url, operation_timeout_seconds=10)
+    name = f"{unique_name}{runtime}"
+    try:
+        worker.register(name, STUCK, **ECHO, inputs=[f"{name}-in"], output=f"{name}-out")
+        wait_for(lambda: running(worker, name), 60, "the function runs")
+        fill(client, f"{name}-in", [b"before", b"stuck", b"after"])
+        sent = time.monotonic()
+        wait_for(lambda: worker.instance_status(name).get("numReceived", 0) >= 2, 20, "received")
+        assert worker.instance_status(name)["error"] == ""
+
+        status = wait_for(
+            lambda: (s := worker.instance_status(name))["error"] and s, STALL_SHOWN_WITHIN, "error"
+        )
+        shown_after = time.monotonic() - sent
+        assert status["running"] is True, status
+        assert status["error"].startswith("no progress for "), status
+        assert "while input has backlog" in status["error"], status
+        assert "stuck_function.py" in status["error"], status  # where it is stuck
+        assert shown_after <= STALL_SHOWN_WITHIN
+        stalled = metric_value(worker.metrics_text(), "pulsar_function_stalled_seconds", name)
+        assert stalled is not None and stalled >= 10.0, worker.metrics_text()
+    finally:
+        client.close()
+        stop_worker(worker)
+
+
+def test_a_sigtermed_worker_stops_within_its_bound_whatever_its_instances_do(
+    fresh_broker: EmbeddedBroker, quiet_client: pulsar.Client, tmp_path: Path
+) -> None:
+    """Two instances inside user code sleeping 60 s and one still subscribing to
+    2,000 topics: with gracePeriodSeconds 2, the thread runtime abandons what does
+    not stop within 2 + 3 x 1 s and the worker ends gracefully (not by launch.py's
+    10 s last-resort exit)."""
+    worker = start_worker(
+        tmp_path,
+        fresh_broker.url,
+        factory={"gracePeriodSeconds": 2},
+        maxInputTopicsPerFunction=HEAVY_TOPICS,
+    )
+    try:
+        stuck = ["stuck0", "stuck1"]
+        for name in stuck:
+            worker.register(name, STUCK, **ECHO, inputs=[f"{name}-in"], output=f"{name}-out")
+        wait_for(lambda: all(running(worker, n) for n in stuck), 60, "stuck functions run")
+        for name in stuck:
+            fill(quiet_client, f"{name}-in", [b"stuck"])
+        wait_for(
+            lambda: all(worker.instance_status(n)["numReceived"] >= 1 for n in stuck),
+            20,
+            "both are inside user code",
+        )
+        worker.register("heavy", STUCK, **ECHO, inputs=[f"heavy-in-{i}" for i in range(2000)])
+        wait_for(
+            lambda: "'public/default/heavy:0' input_topics=2000" in worker.log(),
+            30,
+            "the heavy instance is opening",
+        )
+        assert not running(worker, "heavy")  # still subscribing (that takes ~10 s)
+
+        began = time.monotonic()
+        stop_worker(worker, timeout=30)
+        took = time.monotonic() - began
+        log = worker.log()
+        assert worker.process.returncode == 0, log[-3000:]
+        assert "stopping took too long" not in log, log[-3000:]
+        assert took < 9.0, f"SIGTERM took {took:.1f} s:\n{log[-3000:]}"
+        abandoned = [line for line in log.splitlines() if "did not stop in time" in line]
+        assert {n for n in stuck if any(f"public/default/{n}:0" in a for a in abandoned)} == set(
+            stuck
+        ), log[-3000:]
+    finally:
+        stop_worker(worker)
