@@ -173,7 +173,8 @@ class WorkerFunctionsAdmin:
         package = await self.store_package(existing.fqfn, version, source, validated)
         if package is None and existing.package is not None:
             stored = existing.package
-            check_stored(
+            await anyio.to_thread.run_sync(
+                check_stored,
                 self.packages.path_of(stored),
                 validated.class_name,
                 stored.original_file_name,
@@ -286,8 +287,10 @@ class WorkerFunctionsAdmin:
             if located is None:
                 return None
             path, file_name = located
-            check_stored(path, config.class_name, file_name, self.limits.package)
-            ref = self.packages.save(fqfn, version, path, file_name)
+            await anyio.to_thread.run_sync(
+                check_stored, path, config.class_name, file_name, self.limits.package
+            )
+            ref = await anyio.to_thread.run_sync(self.packages.save, fqfn, version, path, file_name)
             return await self.backend.store_package(ref, self.packages.path_of(ref))
 
     async def locate(
