@@ -37,6 +37,7 @@ from fnworker.coordination.backend import (
 from fnworker.coordination.fleet_settings import FleetSettings
 from fnworker.coordination.leadership import Leadership, claim_due, claimed, on_claim, on_lease
 from fnworker.coordination.liveness import LivenessTable
+from fnworker.coordination.replay import last_message_id, replay_topic
 from fnworker.coordination.topics import ClusterTopics
 from fnworker.coordination.views import AssignmentView, MetadataView
 from fnworker.coordination.wire import (
@@ -247,10 +248,13 @@ class PulsarCoordination:
             self.topics.assignments_of(self.me_id()), pulsar.MessageId.latest
         )
         coordinate = await self.reader_near_end(self.topics.coordinate)
-        metadata = await self.client.create_reader(self.topics.metadata, pulsar.MessageId.earliest)
         log.info("start-up: replaying the metadata topic")
-        while await has_more(metadata):
-            self.apply_metadata(METADATA.decode((await metadata.read_next()).data()))
+        metadata = await replay_topic(
+            self.client,
+            self.topics.metadata,
+            self.apply_metadata_bytes,
+            probe_name=f"probe-{self.session}",
+        )
         log.info("start-up: metadata read", functions=len(self.metadata.functions))
         group.start_soon(self.read_forever, mine, ASSIGNMENTS, self.apply_assignment)
         group.start_soon(self.read_forever, coordinate, COORDINATE, self.apply_coordinate)
@@ -259,14 +263,7 @@ class PulsarCoordination:
     async def reader_near_end(self, topic: str) -> apulsar.Reader:
         """A reader starting HISTORY records before the end of ``topic`` (or at its start)."""
         assert self.client is not None
-        probe = await self.client.subscribe(topic, f"probe-{self.session}")
-        try:
-            last = await probe.get_last_message_id()
-        except apulsar.PulsarException:
-            last = None  # pulsar-lite answers an error for a topic with no messages yet
-        finally:
-            await probe.unsubscribe()
-            await probe.close()
+        last = await last_message_id(self.client, topic, f"probe-{self.session}")
         if last is None or last.entry_id() < 0:
             return await self.client.create_reader(topic, pulsar.MessageId.earliest)
         start = pulsar.MessageId(-1, last.ledger_id(), max(0, last.entry_id() - HISTORY), -1)
@@ -284,6 +281,10 @@ class PulsarCoordination:
             await apply(record)
 
     # -- applying records ---------------------------------------------------
+
+    def apply_metadata_bytes(self, data: bytes) -> bool:
+        """Decode and apply one record of the metadata topic (start-up replay)."""
+        return self.apply_metadata(METADATA.decode(data))
 
     def apply_metadata(self, write: FunctionWrite) -> bool:
         """Apply a metadata write and settle any writer waiting on its version."""
@@ -596,14 +597,6 @@ class PulsarCoordination:
     def now() -> float:
         """Monotonic seconds (the only clock this module reads)."""
         return time.monotonic()
-
-
-async def has_more(reader: apulsar.Reader) -> bool:
-    """Whether a reader has unread messages; pulsar-lite errors on an empty topic."""
-    try:
-        return bool(await reader.has_message_available())
-    except apulsar.PulsarException:
-        return False
 
 
 def client_logger(path: str | None) -> pulsar.FileLogger | None:

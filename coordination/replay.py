@@ -1,0 +1,164 @@
+"""Reads a coordination topic from its start to its end at worker start-up, all
+of it and never waiting forever. Does I/O (a probe consumer and a reader).
+
+- A call on the reader sometimes never answered: a worker restarted right after
+  being killed logged "replaying the metadata topic" and nothing more (seen once
+  in about 110 restarts of a loaded pulsar-lite fleet by a scratch script; the same
+  symptom as bench/README.md "Open": 3 of 13 bench runs). Which call and why is
+  not known. Every call here has a deadline; a reader that misses one is
+  abandoned and the replay starts again on a new reader, after a pause. Re-reading
+  is safe: records apply idempotently (the first write of each version wins).
+- The replay ends at a fixed point, the topic's last entry when it started (from a
+  probe consumer's ``get_last_message_id``), instead of asking
+  ``has_message_available`` after every record: the earlier loop took any error
+  of that call (a timeout as well as pulsar-lite's answer for an empty topic) for
+  "nothing more". Records written meanwhile arrive through the same reader later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import anyio
+import pulsar
+import pulsar.asyncio as apulsar
+import structlog
+
+log = structlog.get_logger("fnworker.coordination")
+
+T = TypeVar("T")
+
+STEP_SECONDS = 10.0
+"""How long one call may take. The broker answers in milliseconds; the client's
+own operation timeout is 10 s, so a call still pending after that will not answer."""
+
+Position = tuple[int, int]
+"""(ledger, entry) of a message: where it sits in the topic, whatever its batch index."""
+
+
+class ReplayStalled(Exception):
+    """A call did not answer within its deadline, or failed."""
+
+
+async def replay_topic(
+    client: apulsar.Client,
+    topic: str,
+    apply: Callable[[bytes], object],
+    *,
+    probe_name: str,
+    step_seconds: float = STEP_SECONDS,
+) -> apulsar.Reader:
+    """Apply every record ``topic`` holds now, from its start; return the reader,
+    which then delivers what is written later.
+
+    A failed or stalled attempt is logged and made again with a new reader after a
+    pause that grows to 5 s."""
+    attempt = 1
+    while True:
+        try:
+            end = await within(step_seconds, last_position(client, topic, probe_name), "probe")
+            reader = await within(
+                step_seconds,
+                client.create_reader(topic, pulsar.MessageId.earliest),
+                "create_reader",
+            )
+        except (ReplayStalled, apulsar.PulsarException) as error:
+            await pause_after(error, topic, attempt)
+            attempt += 1
+            continue
+        try:
+            count = await read_until(reader, end, apply, step_seconds)
+        except (ReplayStalled, apulsar.PulsarException) as error:
+            await abandon(reader)
+            await pause_after(error, topic, attempt)
+            attempt += 1
+            continue
+        if attempt > 1:
+            log.info("replay finished after a stall", topic=topic, attempt=attempt, records=count)
+        return reader
+
+
+async def last_position(client: apulsar.Client, topic: str, probe_name: str) -> Position | None:
+    """Where the last message of ``topic`` sits, None for a topic with none yet."""
+    last = await last_message_id(client, topic, probe_name)
+    if last is None or last.entry_id() < 0:
+        return None
+    return (last.ledger_id(), last.entry_id())
+
+
+async def last_message_id(
+    client: apulsar.Client, topic: str, probe_name: str
+) -> pulsar.MessageId | None:
+    """The id of ``topic``'s last message, through a consumer made and removed for it;
+    None when pulsar-lite answers its error for a topic with no messages yet."""
+    probe = await client.subscribe(topic, probe_name)
+    try:
+        return await probe.get_last_message_id()
+    except apulsar.PulsarException as error:
+        if error.error() == pulsar.Result.UnknownError:
+            return None
+        raise
+    finally:
+        await probe.unsubscribe()
+        await probe.close()
+
+
+async def read_until(
+    reader: apulsar.Reader,
+    end: Position | None,
+    apply: Callable[[bytes], object],
+    step_seconds: float,
+) -> int:
+    """Apply records up to and including the entry at ``end``; the number read.
+
+    Reaching that entry delivers its whole batch to the reader at once, so the rest
+    of the batch is read while the reader still holds messages."""
+    if end is None:
+        return 0
+    count, position = 0, (-1, -1)
+    while position < end:
+        message = await within(step_seconds, reader.read_next(), f"read_next after {count}")
+        apply(message.data())
+        count += 1
+        position = (message.message_id().ledger_id(), message.message_id().entry_id())
+    while await within(step_seconds, holds_more(reader), f"has_message_available at {count}"):
+        message = await within(step_seconds, reader.read_next(), f"read_next after {count}")
+        apply(message.data())
+        count += 1
+    return count
+
+
+async def within(seconds: float, call: Awaitable[T], what: str) -> T:
+    """Await ``call`` or raise ReplayStalled naming ``what`` after ``seconds``."""
+    with anyio.move_on_after(seconds):
+        return await call
+    raise ReplayStalled(f"{what} did not answer within {seconds:.0f} s")
+
+
+async def holds_more(reader: apulsar.Reader) -> bool:
+    """Whether the reader has more messages of the batch it is in (an error: no)."""
+    try:
+        return bool(await reader.has_message_available())
+    except apulsar.PulsarException:
+        return False
+
+
+async def pause_after(error: Exception, topic: str, attempt: int) -> None:
+    """Log a failed replay attempt and wait before the next one."""
+    log.warning(
+        "replay stalled; reading again with a new reader",
+        topic=topic,
+        attempt=attempt,
+        detail=str(error),
+    )
+    await anyio.sleep(min(0.5 * attempt, 5.0))
+
+
+async def abandon(reader: apulsar.Reader) -> None:
+    """Close a stalled reader, giving up on the close itself after a second."""
+    with anyio.move_on_after(1.0):
+        try:
+            await reader.close()
+        except apulsar.PulsarException:
+            pass
