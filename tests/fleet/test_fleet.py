@@ -264,4 +264,4 @@ def test_rebalance_and_drain(fleet: Fleet) -> None:
     )
     assert status["status"] == "SUCCESS"
     bad = call(workers[0].admin_url, "PUT", "/admin/v2/worker/leader/drain?workerId=nobody")
-    assert bad.status == 400 and "nobody" in bad.json()["reason"]
+    assert bad.status == 400 and "nobody" in bad.json()["reason"], bad.body
