@@ -11,7 +11,7 @@ import msgspec
 
 from fnworker.coordination.backend import CoordinationBackend
 from fnworker.runtimes.driver import InstanceMetrics, RuntimeDriver
-from fnworker.scheduler.errors import bad_request, conflict, unavailable
+from fnworker.scheduler.errors import conflict, not_found, unavailable
 from fnworker.scheduler.forwarding import Forwarder, may_forward
 from fnworker.scheduler.records import (
     InstanceId,
@@ -134,7 +134,7 @@ class FleetAdmin:
                 )
             return
         if len(self.backend.membership().members) < 2:
-            raise bad_request("rebalance needs at least 2 workers in the fleet; there is 1")
+            raise conflict("rebalance needs at least 2 workers in the fleet; there is 1")
         self.control.request_rebalance()
 
     async def drain(self, worker_id: str | None) -> None:
@@ -147,11 +147,11 @@ class FleetAdmin:
             return
         members = {m.worker_id for m in self.backend.membership().members}
         if target_id not in members:
-            raise bad_request(
+            raise not_found(
                 f"workerId '{target_id}' is not a live worker; expected one of {sorted(members)}"
             )
         if len(members) < 2:
-            raise bad_request("drain needs at least 2 workers in the fleet; there is 1")
+            raise conflict("drain needs at least 2 workers in the fleet; there is 1")
         if "RUNNING" in self.control.drains.values():
             raise conflict("a drain is already in progress; retry when it has finished")
         self.control.request_drain(target_id)

@@ -22,6 +22,7 @@ from fnworker.scheduler.api import functions_routes, worker_routes
 from fnworker.scheduler.api.auth import SECURITY, security_middleware
 from fnworker.scheduler.api.connection_guard import CONNECTION_GUARD, ConnectionGuard
 from fnworker.scheduler.api.openapi import build_document
+from fnworker.scheduler.api.openapi_constraints import SchemaBounds
 from fnworker.scheduler.api.replies import error_reply
 from fnworker.scheduler.api.route_table import (
     ADMIN,
@@ -46,11 +47,13 @@ def make_app(
     security: WebSecurity = OPEN,
     max_package_bytes: int | None = None,
     guard: ConnectionGuard | None = None,
+    bounds: SchemaBounds | None = None,
 ) -> web.Application:
     """The REST API over ``admin``; bodies larger than ``max_body_bytes`` and packages
     larger than ``max_package_bytes`` answer 413; callers are authenticated and
     authorized as ``security`` says (docs/security.md); with a ``guard``, served by
-    ``guarded_runner``/``guarded_site``, connections are capped and timed."""
+    ``guarded_runner``/``guarded_site``, connections are capped and timed; the OpenAPI
+    document states ``bounds`` (the worker's admission limits)."""
     if max_body_bytes < 1:
         raise ValueError(
             f"max_body_bytes {max_body_bytes} is not valid; expected a positive integer"
@@ -73,15 +76,16 @@ def make_app(
     app[functions_routes.MAX_PACKAGE_BYTES] = min(
         max_package_bytes or max_body_bytes, max_body_bytes
     )
-    app[OPENAPI_DOCUMENT] = openapi_bytes()
+    app[OPENAPI_DOCUMENT] = openapi_bytes(bounds)
     for route in ALL_ROUTES:
         app.router.add_route(route.method, route.path, route.handler)
     return app
 
 
-def openapi_bytes() -> bytes:
+def openapi_bytes(bounds: SchemaBounds | None = None) -> bytes:
     """The OpenAPI document of every route, encoded once."""
-    return msgspec.json.encode(build_document(ALL_ROUTES, worker_routes.fnworker_version()))
+    document = build_document(ALL_ROUTES, worker_routes.fnworker_version(), bounds)
+    return msgspec.json.encode(document)
 
 
 @web.middleware

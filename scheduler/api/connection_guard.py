@@ -17,13 +17,15 @@ handling starts and ends. Does network I/O; the decisions are the pure functions
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.streams import StreamReader
 
 from fnworker.scheduler.api.route_table import JSON, ErrorReply, Handler
@@ -292,10 +294,26 @@ class GuardedSite(web.BaseSite):
 CONNECTION_GUARD = web.AppKey("fnworker_connection_guard", ConnectionGuard)
 
 
+class ServerLog(logging.LoggerAdapter[logging.Logger]):
+    """aiohttp's server log, where a request aiohttp cannot parse (a client's mistake,
+    answered 400) is one info line, not an error with a traceback."""
+
+    def exception(self, msg: object, *args: object, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info")
+        if isinstance(error, HttpProcessingError):
+            log.info("malformed request", status=error.code, reason=error.message)
+            return
+        super().exception(msg, *args, **kwargs)
+
+
 def guarded_runner(app: web.Application) -> web.AppRunner:
     """An AppRunner for an app made with a guard: idle keep-alive connections close
-    after the configured time."""
-    return web.AppRunner(app, keepalive_timeout=app[CONNECTION_GUARD].limits.keep_alive_timeout_s)
+    after the configured time; malformed requests are not logged as server errors."""
+    return web.AppRunner(
+        app,
+        keepalive_timeout=app[CONNECTION_GUARD].limits.keep_alive_timeout_s,
+        logger=cast(logging.Logger, ServerLog(logging.getLogger("aiohttp.server"))),
+    )
 
 
 def guarded_site(

@@ -18,6 +18,7 @@ from fnworker.runtimes.driver import InstanceMetrics
 from fnworker.scheduler.admin import FunctionStats, PackageSource
 from fnworker.scheduler.api.auth import check_register, check_update, submitted_token
 from fnworker.scheduler.api.multipart import Form, read_file, receive_form
+from fnworker.scheduler.api.openapi_constraints import TOPIC_PATTERN
 from fnworker.scheduler.api.replies import empty_reply, json_reply
 from fnworker.scheduler.api.route_table import (
     ADMIN,
@@ -37,6 +38,12 @@ from fnworker.scheduler.records import (
     InstanceStatusData,
 )
 from fnworker.scheduler.trigger import ValueTooLarge, too_large_reason
+
+
+class UpdateOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """The ``updateOptions`` part: a JSON object (Pulsar's UpdateOptions), accepted and
+    ignored (fnworker has no function auth data to update)."""
+
 
 BASE = "/admin/v3/functions/{tenant}/{namespace}"
 FUNCTION = BASE + "/{functionName}"
@@ -71,7 +78,7 @@ async def register_function(request: web.Request) -> web.Response:
     """Multipart ``functionConfig`` plus ``data`` (a file) or ``url``."""
     names = function_names(request)
     async with _package_form(request) as form:
-        config = decode_function_config(form.require("functionConfig", CONFIG_WHAT))
+        config = decoded_config(form.require("functionConfig", CONFIG_WHAT))
         source = package_source(form)
         check_register(request, names, config, source)
         await request.app[ADMIN].register(
@@ -85,12 +92,47 @@ async def update_function(request: web.Request) -> web.Response:
     names = function_names(request)
     async with _package_form(request) as form:
         raw = form.texts.get("functionConfig")
-        update = decode_function_config(raw) if raw is not None else FunctionConfig()
+        update = decoded_config(raw) if raw is not None else FunctionConfig()
         check_update_options(form.texts.get("updateOptions"))
         source = package_source(form)
         check_update(request, names, update, source)
         await request.app[ADMIN].update(*names, update, source, auth_token=submitted_token(request))
     return empty_reply()
+
+
+STORABLE_INTEGERS = (-(2**63), 2**64 - 1)
+"""The integers the metadata records can hold (msgpack's)."""
+
+
+def decoded_config(raw: bytes) -> FunctionConfig:
+    """The functionConfig part decoded (``decode_function_config``); a number the worker
+    could not store (an integer beyond 64 bits, say in userConfig) is a 400 too."""
+    config = decode_function_config(raw)
+    found = unstorable_integer(msgspec.to_builtins(config), "")
+    if found is not None:
+        where, value = found
+        shown = str(value) if len(str(value)) <= 40 else f"an integer of {len(str(value))} digits"
+        low, high = STORABLE_INTEGERS
+        raise bad_request(
+            f"functionConfig field '{where}' holds {shown}, which the worker cannot store; "
+            f"expected integers from {low} to {high}"
+        )
+    return config
+
+
+def unstorable_integer(value: object, path: str) -> tuple[str, int] | None:
+    """The path and value of the first integer outside STORABLE_INTEGERS, if any."""
+    if isinstance(value, dict):
+        prefix = f"{path}." if path else ""
+        items: list[tuple[str, object]] = [(f"{prefix}{k}", v) for k, v in value.items()]
+    elif isinstance(value, list):
+        items = [(f"{path}[{i}]", v) for i, v in enumerate(value)]
+    elif isinstance(value, int) and not isinstance(value, bool):
+        low, high = STORABLE_INTEGERS
+        return None if low <= value <= high else (path, value)
+    else:
+        return None
+    return next((f for p, v in items if (f := unstorable_integer(v, p)) is not None), None)
 
 
 def _package_form(request: web.Request) -> AbstractAsyncContextManager[Form]:
@@ -225,34 +267,52 @@ async def download_function(request: web.Request) -> web.StreamResponse:
 _CONFIG_PART = FormPart(
     name="functionConfig",
     schema=FunctionConfig,
+    component="NewFunctionConfig",
     required=True,
     description="The function's FunctionConfig as JSON (Pulsar's camelCase field names).",
 )
 _DATA_PART = FormPart(
-    name="data", schema=bytes, description="The package: a .py, .zip or .whl file."
+    name="data",
+    schema=bytes,
+    file_name="exclamation_function.py",
+    description="The package: a .py, .zip or .whl file (its file name says which). A "
+    "register sends data, url or a URL in functionConfig's py: exactly one.",
 )
 _URL_PART = FormPart(
     name="url",
     schema=str,
+    pattern="^(?:file|https?)://",
     description="Where the worker fetches the package: file://, http:// or https://.",
 )
 _UPDATE_CONFIG_PART = FormPart(
     name="functionConfig",
     schema=FunctionConfig,
+    component="FunctionConfigUpdate",
     description="The fields to change; fields left out keep their value.",
 )
 _OPTIONS_PART = FormPart(
-    name="updateOptions", schema=str, description="A JSON object; accepted and ignored."
+    name="updateOptions", schema=UpdateOptions, description="A JSON object; accepted and ignored."
 )
 _TRIGGER_PARTS = (
     FormPart(name="data", schema=str, description="The value to send, as text."),
-    FormPart(name="dataStream", schema=bytes, description="The value to send, as a file."),
+    FormPart(
+        name="dataStream",
+        schema=bytes,
+        file_name="value.bin",
+        description="The value to send, as a file.",
+    ),
     FormPart(
         name="topic",
         schema=str,
+        pattern=TOPIC_PATTERN,
         description="The input topic to send to (default: the only input).",
     ),
 )
+_NOT_BOTH_PACKAGES = {"not": {"required": ["data", "url"]}}
+"""An update sends at most one new package. (A register needs exactly one, data, url
+or a URL in py: said in the parts' descriptions, as schemathesis cannot generate from
+a rule between parts beside the constrained functionConfig.)"""
+_TRIGGER_VALUE = {"anyOf": [{"required": ["data"]}, {"required": ["dataStream"]}]}
 
 
 def _per_instance(
@@ -289,7 +349,7 @@ ROUTES: list[Route] = [
         handler=register_function,
         summary="Register a function",
         form=(_CONFIG_PART, _DATA_PART, _URL_PART),
-        errors=(400, 409, 413),
+        errors=(400, 409, 413, 503),
     ),
     Route(
         method="PUT",
@@ -297,7 +357,8 @@ ROUTES: list[Route] = [
         handler=update_function,
         summary="Update a function",
         form=(_UPDATE_CONFIG_PART, _DATA_PART, _URL_PART, _OPTIONS_PART),
-        errors=(400, 404, 409, 413),
+        form_rules=_NOT_BOTH_PACKAGES,
+        errors=(400, 404, 409, 413, 503),
     ),
     Route(method="DELETE", path=FUNCTION, handler=deregister_function, summary="Delete a function"),
     Route(
@@ -328,7 +389,8 @@ ROUTES: list[Route] = [
         media=TEXT,
         summary="Send a value to the function and answer its output",
         form=_TRIGGER_PARTS,
-        errors=(400, 404, 408, 413),
+        form_rules=_TRIGGER_VALUE,
+        errors=(400, 404, 408, 413, 502, 503),
     ),
     Route(
         method="GET",

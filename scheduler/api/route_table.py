@@ -40,6 +40,13 @@ class FormPart(msgspec.Struct, frozen=True, kw_only=True):
     schema: Any
     description: str
     required: bool = False
+    component: str | None = None
+    """The name of a constrained schema (openapi_constraints) to describe a JSON part
+    with, instead of its record's own schema."""
+    file_name: str | None = None
+    """An example file name for a file part (how pulsar-admin sends it)."""
+    pattern: str | None = None
+    """The regular expression a text part matches."""
 
 
 class ErrorReply(msgspec.Struct, frozen=True, kw_only=True):
@@ -59,5 +66,9 @@ class Route(msgspec.Struct, frozen=True, kw_only=True):
     response: Any = None
     media: str = JSON
     form: tuple[FormPart, ...] = ()
+    form_rules: dict[str, Any] = {}
+    """JSON Schema keywords between the form's parts (e.g. which one of two is needed)."""
     errors: tuple[int, ...] = (400, 404)
+    query: tuple[str, ...] = ()
+    """Optional string query parameters the handler reads."""
     tag: str = "functions"

@@ -147,7 +147,7 @@ ROUTES: list[Route] = [
         handler=rebalance,
         tag="worker",
         summary="Even out instances across workers (the leader does it)",
-        errors=(400, 503),
+        errors=(409, 503),
     ),
     Route(
         method="PUT",
@@ -155,7 +155,7 @@ ROUTES: list[Route] = [
         handler=drain,
         tag="worker",
         summary="Drain this worker",
-        errors=(400, 409, 503),
+        errors=(404, 409, 503),
     ),
     Route(
         method="GET",
@@ -172,7 +172,8 @@ ROUTES: list[Route] = [
         handler=drain,
         tag="worker",
         summary="Drain the worker named by workerId",
-        errors=(400, 409, 503),
+        query=("workerId",),
+        errors=(404, 409, 503),
     ),
     Route(
         method="GET",
@@ -181,6 +182,7 @@ ROUTES: list[Route] = [
         tag="worker",
         summary="Status of the drain of the worker named by workerId",
         response=DrainStatus,
+        query=("workerId",),
         errors=(503,),
     ),
     Route(
