@@ -104,11 +104,22 @@ STORABLE_INTEGERS = (-(2**63), 2**64 - 1)
 """The integers the metadata records can hold (msgpack's)."""
 
 
+FREE_FORM_FIELDS = ("userConfig", "secrets", "producerConfig", "windowConfig")
+"""Fields holding any JSON, with inputSpecs' cryptoConfig (typed numbers are bounded by
+the admission limits instead)."""
+
+
 def decoded_config(raw: bytes) -> FunctionConfig:
     """The functionConfig part decoded (``decode_function_config``); a number the worker
     could not store (an integer beyond 64 bits, say in userConfig) is a 400 too."""
     config = decode_function_config(raw)
-    found = unstorable_integer(msgspec.to_builtins(config), "")
+    document = msgspec.to_builtins(config)
+    free_form = {field: document[field] for field in FREE_FORM_FIELDS if field in document}
+    specs = document.get("inputSpecs", {})
+    free_form["inputSpecs"] = {
+        topic: {"cryptoConfig": s.get("cryptoConfig")} for topic, s in specs.items()
+    }
+    found = unstorable_integer(free_form, "")
     if found is not None:
         where, value = found
         shown = str(value) if len(str(value)) <= 40 else f"an integer of {len(str(value))} digits"

@@ -17,14 +17,20 @@ or a URL in py).
 from __future__ import annotations
 
 import copy
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import msgspec
 
-from fnworker.scheduler.worker_config import DEFAULT_MAX_RESOURCES, WorkerConfig
+from fnworker.scheduler.admission_limits import (
+    JAVA_INT_MAX,
+    MAX_PENDING_ASYNC_REQUESTS,
+    MAX_RECEIVER_QUEUE_SIZE,
+    MAX_TIMEOUT_MS,
+    limits_of,
+)
+from fnworker.scheduler.worker_config import WorkerConfig
 
 Schema = dict[str, Any]
-T = TypeVar("T", int, float)
 
 _NAME_CHAR = "[-=:.A-Za-z0-9_]"
 NAME_PATTERN: Final = rf"^(?!\.$)(?!.*\.\.){_NAME_CHAR}{{1,256}}$"
@@ -58,11 +64,6 @@ INPUT_FIELDS: Final = (
 )
 IDENTITY_FIELDS: Final = ("tenant", "namespace", "name", "fqfn")
 
-JAVA_INT_MAX: Final = 2**31 - 1
-MAX_TIMEOUT_MS: Final = 86_400_000
-MAX_PENDING_ASYNC_REQUESTS: Final = 100_000
-MAX_RECEIVER_QUEUE_SIZE: Final = 100_000
-
 
 class SchemaBounds(msgspec.Struct, frozen=True, kw_only=True):
     """The numeric limits the document states (the worker's admission limits)."""
@@ -81,27 +82,21 @@ class SchemaBounds(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def schema_bounds(config: WorkerConfig) -> SchemaBounds:
-    """The bounds a worker with this configuration admits functions under."""
-    low = config.function_instance_min_resources
-    high = config.function_instance_max_resources
-    default = DEFAULT_MAX_RESOURCES
+    """The bounds a worker with this configuration admits functions under
+    (``admission_limits.limits_of``), and whether it checks callers."""
+    limits = limits_of(config)
     return SchemaBounds(
-        max_parallelism=config.max_function_parallelism,
-        max_input_topics=config.max_input_topics_per_function,
-        min_cpu=low.cpu if low else None,
-        min_ram=low.ram if low else None,
-        min_disk=low.disk if low else None,
-        max_cpu=_first(high.cpu if high else None, default.cpu, 64.0),
-        max_ram=_first(high.ram if high else None, default.ram, 256 * 1024**3),
-        max_disk=_first(high.disk if high else None, default.disk, 1024**4),
+        max_parallelism=limits.max_parallelism,
+        max_input_topics=limits.max_input_topics,
+        min_cpu=limits.min_cpu,
+        min_ram=limits.min_ram,
+        min_disk=limits.min_disk,
+        max_cpu=limits.max_cpu,
+        max_ram=limits.max_ram,
+        max_disk=limits.max_disk,
         secured=config.authentication_enabled,
         authorized=config.authentication_enabled and config.authorization_enabled,
     )
-
-
-def _first(*values: T | None) -> T:
-    """The first value that is set."""
-    return next(value for value in values if value is not None)
 
 
 def name_schema() -> Schema:

@@ -1,0 +1,107 @@
+"""schemathesis against the OpenAPI document a real ``fnworker standalone`` serves
+(memory capped with RLIMIT_AS): every operation, positive and negative requests, with
+every check (no 5xx; each status, content type, header and body as the document says;
+schema-valid requests accepted and schema-invalid ones refused). Bounded and
+reproducible: ``MAX_EXAMPLES`` cases per operation and phase, a fixed seed, about 30 s.
+
+The worker runs with small admission limits, which its document states, so the
+functions schemathesis registers stay cheap; ``schemathesis_hooks`` supplies what
+the document cannot describe (a package that defines the class) and deletes each
+function it registers. Replaces the hand-made Hypothesis fuzzing of the served
+document that tests/e2e/test_fuzz_api.py used to carry.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.e2e.conftest import REPO, StandaloneWorker, launch, stop, wait_ready
+from tests.hostile.schemathesis_hooks import MAX_INPUT_TOPICS
+
+SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
+MAX_EXAMPLES = 12
+SEED = 20261203
+WORKER_MEMORY = 3 << 30
+LIMITS = {"maxFunctionParallelism": 2, "maxInputTopicsPerFunction": MAX_INPUT_TOPICS}
+SETTINGS = """\
+# 413 (a body or part over its limit) refuses a request as surely as a 400 does.
+[checks.negative_data_rejection]
+expected-statuses = ["400", "401", "403", "404", "405", "409", "413", "415", "422"]
+"""
+SERVER_ERRORS = ("request failed", "Error handling request", "Unhandled exception", "Traceback")
+
+
+def cap_memory() -> None:
+    """Runs in the worker before it starts: at most WORKER_MEMORY of address space."""
+    resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY, WORKER_MEMORY))
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandaloneWorker]:
+    folder = tmp_path_factory.mktemp("schemathesis")
+    config = folder / "functions_worker.yml"
+    config.write_text(yaml.safe_dump(LIMITS))
+    started = launch(folder / "state", "--config", str(config), preexec_fn=cap_memory)
+    try:
+        wait_ready(started)
+        yield started
+    finally:
+        stop(started)
+
+
+def test_schemathesis_finds_no_problem(worker: StandaloneWorker, tmp_path: Path) -> None:
+    settings = tmp_path / "schemathesis.toml"
+    settings.write_text(SETTINGS)
+    base = worker.admin_url
+    command = [
+        str(SCHEMATHESIS),
+        "--config-file",
+        str(settings),
+        "run",
+        f"{base}/admin/v3/openapi.json",
+        "--url",
+        base,
+        "--checks",
+        "all",
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--max-examples",
+        str(MAX_EXAMPLES),
+        "--seed",
+        str(SEED),
+        "--workers",
+        "2",
+        "--generation-database",
+        "none",
+        "--request-timeout",
+        "60",
+        "--no-color",
+    ]
+    environment = {
+        **os.environ,
+        "SCHEMATHESIS_HOOKS": "tests.hostile.schemathesis_hooks",
+        "PYTHONPATH": str(REPO),
+    }
+    result = subprocess.run(
+        command,
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-8000:]
+    assert "generated" in output and " passed" in output, output[-2000:]
+    assert worker.process.poll() is None, "the worker died"
+    log = worker.log_path.read_text(errors="replace")
+    assert not [line for line in log.splitlines() if any(e in line for e in SERVER_ERRORS)]
