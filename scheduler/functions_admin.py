@@ -173,6 +173,7 @@ class WorkerFunctionsAdmin:
         package = await self.store_package(existing.fqfn, version, source, validated)
         if package is None and existing.package is not None:
             stored = existing.package
+            await self.hold_stored(existing)
             await anyio.to_thread.run_sync(
                 check_stored,
                 self.packages.path_of(stored),
@@ -205,6 +206,23 @@ class WorkerFunctionsAdmin:
         problem = fleet_problem(config, others, self.limits)
         if problem is not None:
             raise bad_request(problem)
+
+    async def hold_stored(self, record: FunctionRecord) -> None:
+        """Make sure this worker has the record's stored package: fetch it when another
+        worker stored it; 409 when it is gone (a concurrent update replaced it)."""
+        assert record.package is not None
+        path = self.packages.path_of(record.package)
+        if path.exists():
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            await self.backend.fetch_package(record.package, path)
+        except Exception as error:
+            raise conflict(
+                f"the package of {record.fqfn} version {record.version} is no longer stored "
+                f"({error}); a concurrent update replaced it: reload the function and retry, "
+                "or send the package with the update"
+            ) from None
 
     async def with_auth(self, record: FunctionRecord, token: str | None) -> FunctionRecord:
         """The record naming where the provider stored ``token`` (unchanged without one)."""
@@ -314,7 +332,7 @@ class WorkerFunctionsAdmin:
         if index is None:
             return list(range(min(record.parallelism(), self.limits.max_parallelism)))
         if not 0 <= index < record.parallelism():
-            raise bad_request(
+            raise not_found(
                 f"instance id {index} is not valid for {record.fqfn}; "
                 f"expected 0 to {record.parallelism() - 1}"
             )

@@ -18,7 +18,7 @@ from fnworker.runtimes.driver import InstanceMetrics
 from fnworker.scheduler.admin import FunctionStats, PackageSource
 from fnworker.scheduler.api.auth import check_register, check_update, submitted_token
 from fnworker.scheduler.api.multipart import Form, read_file, receive_form
-from fnworker.scheduler.api.openapi_constraints import TOPIC_PATTERN
+from fnworker.scheduler.api.openapi_constraints import TOPIC_OR_EMPTY_PATTERN
 from fnworker.scheduler.api.replies import empty_reply, json_reply
 from fnworker.scheduler.api.route_table import (
     ADMIN,
@@ -292,8 +292,8 @@ _DATA_PART = FormPart(
 _URL_PART = FormPart(
     name="url",
     schema=str,
-    pattern="^(?:file|https?)://",
-    description="Where the worker fetches the package: file://, http:// or https://.",
+    pattern="^(?:$|(?:file|https?)://)",
+    description="Where the worker fetches the package: file://, http:// or https:// (empty: none).",
 )
 _UPDATE_CONFIG_PART = FormPart(
     name="functionConfig",
@@ -315,8 +315,8 @@ _TRIGGER_PARTS = (
     FormPart(
         name="topic",
         schema=str,
-        pattern=TOPIC_PATTERN,
-        description="The input topic to send to (default: the only input).",
+        pattern=TOPIC_OR_EMPTY_PATTERN,
+        description="The input topic to send to (empty or absent: the first input).",
     ),
 )
 _NOT_BOTH_PACKAGES = {"not": {"required": ["data", "url"]}}
@@ -332,8 +332,10 @@ def _per_instance(
     handler: Handler,
     summary: str,
     responses: tuple[object, object] = (None, None),
+    errors: tuple[int, ...] = (400, 404, 503),
 ) -> list[Route]:
-    """The same action on the whole function and on one instance."""
+    """The same action on the whole function and on one instance (404: no such instance;
+    503: the worker running it did not answer)."""
     whole, one = responses
     return [
         Route(
@@ -342,6 +344,7 @@ def _per_instance(
             handler=handler,
             summary=summary,
             response=whole,
+            errors=errors,
         ),
         Route(
             method=method,
@@ -349,9 +352,13 @@ def _per_instance(
             handler=handler,
             summary=f"{summary} (one instance)",
             response=one,
+            errors=errors,
         ),
     ]
 
+
+WRITES = (400, 404, 409, 503)
+"""What a route that writes a new version can answer (409: a concurrent change won)."""
 
 ROUTES: list[Route] = [
     Route(
@@ -371,7 +378,13 @@ ROUTES: list[Route] = [
         form_rules=_NOT_BOTH_PACKAGES,
         errors=(400, 404, 409, 413, 503),
     ),
-    Route(method="DELETE", path=FUNCTION, handler=deregister_function, summary="Delete a function"),
+    Route(
+        method="DELETE",
+        path=FUNCTION,
+        handler=deregister_function,
+        summary="Delete a function",
+        errors=WRITES,
+    ),
     Route(
         method="GET",
         path=FUNCTION,
@@ -390,8 +403,8 @@ ROUTES: list[Route] = [
         "GET", "status", function_status, "Get status", (FunctionStatus, InstanceStatusData)
     ),
     *_per_instance("GET", "stats", function_stats, "Get stats", (FunctionStats, InstanceMetrics)),
-    *_per_instance("POST", "start", start_function, "Start instances"),
-    *_per_instance("POST", "stop", stop_function, "Stop instances"),
+    *_per_instance("POST", "start", start_function, "Start instances", errors=WRITES),
+    *_per_instance("POST", "stop", stop_function, "Stop instances", errors=WRITES),
     *_per_instance("POST", "restart", restart_function, "Restart instances"),
     Route(
         method="POST",

@@ -8,11 +8,12 @@ A urlencoded form is accepted too (text parts only, within the app's
 Size limits: a text part may hold up to 1 MiB, all text parts together 4 MiB; a
 file part up to the limit the route passes (the package limit for packages).
 Past a limit the answer is 413 naming the part and the limit.
-Parts with other names are skipped.
+Parts with other names are skipped; a name outside ``PART_NAME`` is a 400.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Collection
@@ -31,6 +32,9 @@ from fnworker.scheduler.api.route_table import UPLOAD_DIR
 from fnworker.scheduler.errors import ApiError, bad_request
 
 URLENCODED = "application/x-www-form-urlencoded"
+PART_NAME = "^[-A-Za-z0-9_.]{1,64}$"
+"""What a part may be called (parts with other valid names are skipped)."""
+_PART_NAME = re.compile(PART_NAME)
 TEXT_PART_LIMIT = 1 << 20
 TEXT_PARTS_FACTOR = 4  # all text parts together: 4 MiB, however many parts are sent
 _CHUNK = 1 << 16
@@ -71,6 +75,8 @@ async def receive_form(
             posted = await request.post()
         except ValueError as error:  # not UTF-8, or not a form
             raise bad_request(f"request body is not a valid urlencoded form ({error})") from None
+        for name in posted:
+            check_part_name(name)
         yield Form(texts={k: str(v).encode() for k, v in posted.items()}, files={})
         return
     if not request.content_type.startswith("multipart/"):
@@ -110,6 +116,7 @@ async def _collect_parts(
     async for part in reader:
         if not isinstance(part, BodyPartReader) or part.name is None:
             continue
+        check_part_name(part.name)
         if part.name in file_parts:
             files[part.name] = await _save_file(
                 part, part.name, folder / str(len(files)), max_file_bytes
@@ -120,6 +127,15 @@ async def _collect_parts(
                 limit = TEXT_PART_LIMIT * TEXT_PARTS_FACTOR
                 raise ApiError(413, f"the text parts hold more than {limit} bytes together")
     return Form(texts=texts, files=files)
+
+
+def check_part_name(name: str) -> None:
+    """A 400 for a part whose name no form of this API could use ('' or odd characters)."""
+    if _PART_NAME.fullmatch(name) is None:
+        raise bad_request(
+            f"part name '{name[:64]}' is not valid; expected letters, digits and - _ . "
+            "(at most 64 characters)"
+        )
 
 
 async def _read_text(part: BodyPartReader, name: str) -> bytes:

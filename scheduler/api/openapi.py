@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from fnworker.scheduler.api.multipart import TEXT_PART_LIMIT
+from fnworker.scheduler.api.multipart import PART_NAME, TEXT_PART_LIMIT
 from fnworker.scheduler.api.openapi_constraints import (
     SchemaBounds,
     constrained_config,
@@ -37,8 +37,6 @@ _STATUS_TEXT = {
     503: "The worker is not ready, no leader is known, or the broker or another worker "
     "did not answer",
 }
-EXTRA_PART_NAME = "^[-A-Za-z0-9_.]{1,64}$"
-"""Parts with other names are skipped; their names must fit a multipart header."""
 CONSTRAINED = {"NewFunctionConfig": True, "FunctionConfigUpdate": False}
 """The request schemas built by ``constrained_config`` (True: for a new function)."""
 
@@ -157,7 +155,7 @@ def _form_body(
     schema: dict[str, Any] = {
         "type": "object",
         "properties": properties,
-        "propertyNames": {"pattern": EXTRA_PART_NAME},
+        "propertyNames": {"pattern": PART_NAME},
         **rules,
     }
     required = [part.name for part in parts if part.required]

@@ -41,6 +41,8 @@ _SAFE_LOCAL = f"{_NAME_CHAR}{{1,256}}"
 _DOMAIN = "(?:(?:persistent|non-persistent)://)"
 TOPIC_PATTERN: Final = rf"^(?:{_LOCAL}|{_DOMAIN}?{_SEGMENT}/{_SEGMENT}/{_LOCAL})$"
 """``topic``, ``tenant/namespace/topic`` or ``persistent://tenant/namespace/topic``."""
+TOPIC_OR_EMPTY_PATTERN: Final = rf"^(?:|{_LOCAL}|{_DOMAIN}?{_SEGMENT}/{_SEGMENT}/{_LOCAL})$"
+"""A topic, or the empty string (a form part the worker reads as absent)."""
 SAFE_TOPIC_PATTERN: Final = rf"^(?:{_SAFE_LOCAL}|{_DOMAIN}?{_SEGMENT}/{_SEGMENT}/{_SAFE_LOCAL})$"
 """A topic whose local name is also a valid regular expression (inputSpecs keys,
 which may be topics or patterns)."""

@@ -29,12 +29,12 @@ CLASS = "exclamation_function.ExclamationFunction"
 FUNCTION_PATH = "/admin/v3/functions/{tenant}/{namespace}/{functionName}"
 
 
-def registers(case: Any) -> bool:
-    """A positive register case (the ones these hooks complete)."""
+def registers(case: Any, methods: tuple[str, ...] = ("POST",)) -> bool:
+    """A positive register (or, with ``methods``, update) case: the ones these hooks complete."""
     operation = case.operation
     meta = case.meta
     return (
-        operation.method.upper() == "POST"
+        operation.method.upper() in methods
         and operation.path == FUNCTION_PATH
         and meta is not None
         and meta.generation.mode.is_positive
@@ -45,10 +45,15 @@ def registers(case: Any) -> bool:
 
 @schemathesis.hook
 def map_case(context: Any, case: Any) -> Any:
-    """A positive register sends the example package and names its class."""
+    """A positive register sends the example package and names its class; a positive
+    update that sends a package sends the example too."""
     if registers(case):
         case.body["data"] = EXAMPLE.read_bytes()
         case.body.pop("url", None)
+        case.body["functionConfig"]["className"] = CLASS
+    elif registers(case, ("PUT",)) and ("data" in case.body or "url" in case.body):
+        case.body.pop("url", None)
+        case.body["data"] = EXAMPLE.read_bytes()
         case.body["functionConfig"]["className"] = CLASS
     return case
 
@@ -96,4 +101,6 @@ def both_set(config: dict[str, Any]) -> bool:
 def after_call(context: Any, case: Any, response: Any) -> None:
     """Delete a function a case registered, so instances do not pile up."""
     if registers(case) and response.status_code == 200:
-        requests.delete(response.request.url, timeout=30)
+        credentials = response.request.headers.get("Authorization")
+        headers = {"Authorization": credentials} if credentials else {}
+        requests.delete(response.request.url, headers=headers, timeout=30)
