@@ -189,7 +189,7 @@ def _part_schema(part: FormPart, by_type: dict[Any, Any]) -> dict[str, Any]:
     elif part.schema is bytes:
         base = {"type": "string", "contentMediaType": BINARY}
     elif part.schema is str:
-        base = {"type": "string", "maxLength": TEXT_PART_LIMIT // 4}
+        base = {"type": "string", "maxLength": TEXT_PART_LIMIT}  # bytes; non-ASCII takes 2-4
         if part.pattern is not None:
             base["pattern"] = part.pattern
     else:

@@ -29,12 +29,12 @@ CLASS = "exclamation_function.ExclamationFunction"
 FUNCTION_PATH = "/admin/v3/functions/{tenant}/{namespace}/{functionName}"
 
 
-def registers(case: Any, methods: tuple[str, ...] = ("POST",)) -> bool:
-    """A positive register (or, with ``methods``, update) case: the ones these hooks complete."""
+def registers(case: Any) -> bool:
+    """A positive register case (the ones these hooks complete)."""
     operation = case.operation
     meta = case.meta
     return (
-        operation.method.upper() in methods
+        operation.method.upper() == "POST"
         and operation.path == FUNCTION_PATH
         and meta is not None
         and meta.generation.mode.is_positive
@@ -51,11 +51,26 @@ def map_case(context: Any, case: Any) -> Any:
         case.body["data"] = EXAMPLE.read_bytes()
         case.body.pop("url", None)
         case.body["functionConfig"]["className"] = CLASS
-    elif registers(case, ("PUT",)) and ("data" in case.body or "url" in case.body):
+    elif updates_a_package(case):
         case.body.pop("url", None)
         case.body["data"] = EXAMPLE.read_bytes()
-        case.body["functionConfig"]["className"] = CLASS
+        config = case.body.get("functionConfig")
+        config = config if isinstance(config, dict) else {}
+        case.body["functionConfig"] = {**config, "className": CLASS}
     return case
+
+
+def updates_a_package(case: Any) -> bool:
+    """A positive update that sends a package (data or url)."""
+    meta = case.meta
+    return (
+        case.operation.method.upper() == "PUT"
+        and case.operation.path == FUNCTION_PATH
+        and meta is not None
+        and meta.generation.mode.is_positive
+        and isinstance(case.body, dict)
+        and ("data" in case.body or "url" in case.body)
+    )
 
 
 @schemathesis.hook
