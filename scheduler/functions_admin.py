@@ -386,8 +386,16 @@ class WorkerFunctionsAdmin:
     async def trigger(
         self, tenant: str, namespace: str, name: str, value: bytes, topic: str | None
     ) -> bytes | None:
-        """Send ``value`` to the function's input and return its output (408 on timeout)."""
+        """Send ``value`` to the function's input and return its output (408 on timeout;
+        409 at once when every instance is stopped: no output can come)."""
         record = self.record(tenant, namespace, name)
+        size = record.parallelism()
+        states = record.instance_states.items()
+        if sum(1 for i, state in states if state == "STOPPED" and i < size) >= size:
+            raise conflict(
+                f"every instance of {record.fqfn} is stopped, so no output can come; "
+                "expected it started first (POST .../start)"
+            )
         inputs = [t for t, is_pattern in input_topics(record.config).items() if not is_pattern]
         if not inputs:
             raise bad_request(f"{record.fqfn} reads a topics pattern; trigger needs a 'topic' part")

@@ -414,7 +414,7 @@ ROUTES: list[Route] = [
         summary="Send a value to the function and answer its output",
         form=_TRIGGER_PARTS,
         form_rules=_TRIGGER_VALUE,
-        errors=(400, 404, 408, 413, 502, 503),
+        errors=(400, 404, 408, 409, 413, 502, 503),
     ),
     Route(
         method="GET",

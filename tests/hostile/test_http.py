@@ -22,7 +22,15 @@ import pytest
 import yaml
 
 from tests.e2e.conftest import StandaloneWorker, launch, stop, wait_ready
-from tests.e2e.helpers import BASE, register, running_count, trigger_until_answered, wait_for
+from tests.e2e.helpers import (
+    BASE,
+    call,
+    register,
+    running_count,
+    trigger,
+    trigger_until_answered,
+    wait_for,
+)
 from tests.e2e.pipe import Pipe
 
 HEADER_TIMEOUT_S = 1.5
@@ -261,6 +269,16 @@ def test_a_client_disconnecting_mid_body_is_not_a_server_error(
     )
     log = worker.log_path.read_text(errors="replace")
     assert not [line for line in log.splitlines() if any(e in line for e in SERVER_ERRORS)]
+
+
+def test_a_trigger_of_a_stopped_function_is_409_at_once(worker: StandaloneWorker) -> None:
+    assert call(worker.admin_url, "POST", f"{BASE}/{FUNCTION}/stop").status == 200
+    start = time.monotonic()
+    reply = trigger(worker.admin_url, FUNCTION, "nobody listens")
+    assert reply.status == 409, reply.body
+    assert "stopped" in reply.reason
+    assert time.monotonic() - start < 5.0  # not the trigger's output timeout
+    assert call(worker.admin_url, "POST", f"{BASE}/{FUNCTION}/start").status == 200
 
 
 def test_after_all_of_it_the_function_still_processes(worker: StandaloneWorker) -> None:
