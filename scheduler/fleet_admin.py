@@ -11,7 +11,7 @@ import msgspec
 
 from fnworker.coordination.backend import CoordinationBackend
 from fnworker.runtimes.driver import InstanceMetrics, RuntimeDriver
-from fnworker.scheduler.errors import conflict, not_found, unavailable
+from fnworker.scheduler.errors import bad_request, conflict, unavailable
 from fnworker.scheduler.forwarding import Forwarder, may_forward
 from fnworker.scheduler.records import (
     InstanceId,
@@ -126,7 +126,9 @@ class FleetAdmin:
         return {worker: sorted(instances) for worker, instances in table.items()}
 
     async def rebalance(self) -> None:
-        """Even out instances across workers (done by the leader)."""
+        """Even out instances across workers (done by the leader). As Pulsar's
+        WorkerImpl answers: too few workers is 400; a drain already running is 409,
+        an unknown or lone worker to drain 400."""
         if not self.leading():
             if may_forward():
                 await self.forwarder.call(
@@ -134,7 +136,7 @@ class FleetAdmin:
                 )
             return
         if len(self.backend.membership().members) < 2:
-            raise conflict("rebalance needs at least 2 workers in the fleet; there is 1")
+            raise bad_request("rebalance needs at least 2 workers in the fleet; there is 1")
         self.control.request_rebalance()
 
     async def drain(self, worker_id: str | None) -> None:
@@ -147,11 +149,11 @@ class FleetAdmin:
             return
         members = {m.worker_id for m in self.backend.membership().members}
         if target_id not in members:
-            raise not_found(
+            raise bad_request(
                 f"workerId '{target_id}' is not a live worker; expected one of {sorted(members)}"
             )
         if len(members) < 2:
-            raise conflict("drain needs at least 2 workers in the fleet; there is 1")
+            raise bad_request("drain needs at least 2 workers in the fleet; there is 1")
         if "RUNNING" in self.control.drains.values():
             raise conflict("a drain is already in progress; retry when it has finished")
         self.control.request_drain(target_id)

@@ -147,7 +147,7 @@ ROUTES: list[Route] = [
         handler=rebalance,
         tag="worker",
         summary="Even out instances across workers (the leader does it)",
-        errors=(409, 503),
+        errors=(400, 503),
     ),
     Route(
         method="PUT",
@@ -155,7 +155,7 @@ ROUTES: list[Route] = [
         handler=drain,
         tag="worker",
         summary="Drain this worker",
-        errors=(404, 409, 503),
+        errors=(400, 409, 503),
     ),
     Route(
         method="GET",
@@ -173,7 +173,7 @@ ROUTES: list[Route] = [
         tag="worker",
         summary="Drain the worker named by workerId",
         query=("workerId",),
-        errors=(404, 409, 503),
+        errors=(400, 409, 503),
     ),
     Route(
         method="GET",
