@@ -12,6 +12,7 @@ import os
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pulsar
@@ -44,6 +45,9 @@ SUBSCRIPTION_TYPES = {
 }
 POSITIONS = {"Latest": pulsar.InitialPosition.Latest, "Earliest": pulsar.InitialPosition.Earliest}
 _starts = itertools.count(1)
+DEFAULT_RECEIVER_QUEUE = 1000  # the client's default receiver_queue_size
+MAX_QUEUE_GROWTH = 8
+RESUME_HINT_FILE = ".fnworker-last-received"
 
 
 class InstanceStartError(Exception):
@@ -103,6 +107,7 @@ class InstanceHost:
         self._consumer: pulsar.Consumer | None = None
         self._producers: Producers | None = None
         self._loop: MessageLoop | None = None
+        self._queue_growth = 1
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -135,6 +140,7 @@ class InstanceHost:
 
     def close(self) -> None:
         """Close the consumer and producers and unload the code (blocking, idempotent)."""
+        self._keep_resume_hint()
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             try:
@@ -146,6 +152,33 @@ class InstanceHost:
         code, self._code = self._code, None
         if code is not None:
             code.unload()
+
+    def _resume_hint_file(self) -> Path:
+        """Where a stopped run leaves the position it received last, for the next run of
+        this instance and version (the worker empties the folder for a new start)."""
+        return self.spec.package_path.parent / RESUME_HINT_FILE
+
+    def _keep_resume_hint(self) -> None:
+        """Write ``<topic> <ledger> <entry>`` of the last message received (best effort)."""
+        loop = self._loop
+        last = loop.last_received() if loop is not None and loop.probe_backlog else None
+        if last is None:
+            return
+        try:
+            topic = next(iter(loop.serdes)) if loop is not None else ""
+            self._resume_hint_file().write_text(f"{topic} {last[0]} {last[1]}\n")
+        except OSError as error:
+            self.log.debug("keeping the last received position failed", error=str(error))
+
+    def _read_resume_hint(self, plan: InstancePlan) -> tuple[int, int] | None:
+        """The position a previous run of this instance received last, if it left one."""
+        try:
+            topic, ledger, entry = self._resume_hint_file().read_text().split()
+        except (OSError, ValueError):
+            return None
+        if topic not in plan.inputs.serde_by_topic:
+            return None
+        return int(ledger), int(entry)
 
     @property
     def running(self) -> bool:
@@ -229,7 +262,20 @@ class InstanceHost:
             stop=self._stop,
             log=self.log,
             probe_backlog=len(plan.inputs.topics) == 1 and spec.function.parallelism() == 1,
+            resubscribe=lambda: self._resubscribe(plan),
+            resume_hint=self._read_resume_hint(plan),
         )
+
+    def _resubscribe(self, plan: InstancePlan) -> pulsar.Consumer:
+        """A second consumer on the subscription, for the message loop to switch to (it
+        closes the stalled one), with a receive queue twice as long as before, up to
+        ``MAX_QUEUE_GROWTH`` times the configured one: more permits outstanding outweigh
+        the permit deficit a pulsar-lite Shared subscription keeps from consumers that
+        left (docs/instance-host.md)."""
+        self._queue_growth = min(self._queue_growth * 2, MAX_QUEUE_GROWTH)
+        consumer = self._subscribe(plan)
+        self._consumer = consumer
+        return consumer
 
     def _subscribe(self, plan: InstancePlan) -> pulsar.Consumer:
         """Subscribe to every input topic with one consumer."""
@@ -240,8 +286,9 @@ class InstanceHost:
             "negative_ack_redelivery_delay_ms": self.nack_redelivery_delay_ms,
             "properties": producer_properties(plan.fqfn, self.spec.index),
         }
-        if inputs.receiver_queue_size:
-            options["receiver_queue_size"] = inputs.receiver_queue_size
+        if inputs.receiver_queue_size or self._queue_growth > 1:
+            queue = inputs.receiver_queue_size or DEFAULT_RECEIVER_QUEUE
+            options["receiver_queue_size"] = queue * self._queue_growth
         if inputs.ack_timeout_ms:
             options["unacked_messages_timeout_ms"] = inputs.ack_timeout_ms
         if inputs.max_message_retries:

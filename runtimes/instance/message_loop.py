@@ -39,6 +39,8 @@ from fnworker.runtimes.instance.progress import (
     note_backlog,
     note_connected,
     note_idle,
+    note_recovery,
+    recovery_due,
 )
 from fnworker.runtimes.instance.serde import SerDe
 from fnworker.runtimes.instance.stats import InstanceStats, describe
@@ -68,6 +70,8 @@ class MessageLoop:
         stop: threading.Event,
         log: structlog.stdlib.BoundLogger,
         probe_backlog: bool = False,
+        resubscribe: Callable[[], pulsar.Consumer] | None = None,
+        resume_hint: tuple[int, int] | None = None,
     ) -> None:
         self.consumer = consumer
         self.handler = handler
@@ -89,6 +93,8 @@ class MessageLoop:
         self.failure_window = (0.0, 0)
         self.marks = ProgressMarks(time.monotonic())
         self.probe_backlog = probe_backlog
+        self.resubscribe = resubscribe
+        self.resume_hint = resume_hint
 
     def run(self) -> None:
         """Loop until asked to stop, then settle the open window and wait for receipts."""
@@ -123,12 +129,52 @@ class MessageLoop:
             note_connected(marks, now, self.consumer.is_connected())
         if self.probe_backlog and now >= marks.next_backlog_check:
             note_backlog(marks, time.monotonic(), self.backlog())
+            if self.resubscribe is not None and recovery_due(marks):
+                self.recover()
+
+    def recover(self) -> None:
+        """The broker holds input after the last message received and delivers none:
+        settle the window and subscribe again (a fresh consumer asks for a full receive
+        queue), then close the stalled consumer. Works around pulsar-lite's
+        Shared-subscription permit stall (docs/instance-host.md, "The stall"). If the
+        new subscribe fails, the stalled consumer stays and status shows the stall."""
+        assert self.resubscribe is not None
+        self.log.warning(
+            "the broker holds input after the last message received but delivers none; "
+            "subscribing again",
+            last_received=self.marks.last_seen,
+        )
+        self.marks.resubscribing_since = time.monotonic()
+        self.flush()
+        self.outstanding.wait_idle(DRAIN_SECONDS)
+        try:
+            fresh = self.resubscribe()
+        except Exception as error:  # noqa: BLE001 - keep the consumer we have
+            note_recovery(self.marks, time.monotonic(), failed=True)
+            self.log.warning("subscribing again failed", error=describe(error))
+            return
+        note_recovery(self.marks, time.monotonic())
+        stalled, self.consumer = self.consumer, fresh
+        self.context.consumer = fresh
+        try:
+            stalled.close()
+        except Exception as error:  # noqa: BLE001 - the stalled consumer is dropped either way
+            self.log.debug("closing the stalled consumer failed", error=describe(error))
+
+    def last_received(self) -> tuple[int, int] | None:
+        """(ledger, entry) of the last message received, or of the one this instance's
+        previous run received last (``resume_hint``), or None."""
+        message = self.context.message
+        if message is None:
+            return self.resume_hint
+        position = message.message_id()
+        return (position.ledger_id(), position.entry_id())
 
     def backlog(self) -> bool | None:
         """Whether the input topic holds entries after the last message received
         (None: nothing received yet, or no answer). One broker round trip."""
-        last_message = self.context.message
-        if last_message is None:
+        mine = self.last_received()
+        if mine is None:
             return None
         self.marks.checking_since = time.monotonic()
         try:
@@ -138,9 +184,8 @@ class MessageLoop:
             return None
         finally:
             self.marks.checking_since = None
-        mine = last_message.message_id()
-        self.marks.last_seen = str(mine)
-        return has_backlog((last.ledger_id(), last.entry_id()), (mine.ledger_id(), mine.entry_id()))
+        self.marks.last_seen = f"entry {mine[0]}:{mine[1]}"
+        return has_backlog((last.ledger_id(), last.entry_id()), mine)
 
     def receive_timeout_ms(self) -> int:
         """Wait long when idle, only until the window is due when one is open."""

@@ -31,8 +31,9 @@ import msgspec
 STALL_SECONDS = 10.0
 DISCONNECTED_SECONDS = 5.0
 CONNECTION_CHECK_SECONDS = 1.0
-BACKLOG_FIRST_CHECK_SECONDS = 3.0
-BACKLOG_CONFIRM_SECONDS = 2.0
+BACKLOG_FIRST_CHECK_SECONDS = 1.0
+BACKLOG_CONFIRM_SECONDS = 1.0
+RECOVERIES_PER_IDLE_PERIOD = 3
 BACKLOG_RECHECK_SECONDS = 5.0
 
 
@@ -51,6 +52,9 @@ class ProgressMarks:
         "last_seen",
         "next_backlog_check",
         "next_connection_check",
+        "recovered_in_idle",
+        "recoveries",
+        "resubscribing_since",
     )
 
     def __init__(self, now: float) -> None:
@@ -64,6 +68,9 @@ class ProgressMarks:
         self.next_backlog_check = now + BACKLOG_FIRST_CHECK_SECONDS
         self.checking_since: float | None = None
         self.last_seen = ""
+        self.recovered_in_idle = 0
+        self.recoveries = 0
+        self.resubscribing_since: float | None = None
 
 
 class Stall(msgspec.Struct, frozen=True, kw_only=True):
@@ -81,6 +88,7 @@ def note_idle(marks: ProgressMarks, now: float, received: int) -> None:
         marks.idle_since, marks.idle_received = now, received
         marks.backlog_since, marks.backlog_confirmed = None, False
         marks.next_backlog_check = now + BACKLOG_FIRST_CHECK_SECONDS
+        marks.recovered_in_idle = 0
 
 
 def connection_check_due(marks: ProgressMarks, now: float) -> bool:
@@ -112,6 +120,24 @@ def note_backlog(marks: ProgressMarks, now: float, backlog: bool | None) -> None
         marks.next_backlog_check = now + BACKLOG_RECHECK_SECONDS
 
 
+def recovery_due(marks: ProgressMarks) -> bool:
+    """Whether to resubscribe now: a confirmed backlog the broker does not deliver, and
+    fewer than ``RECOVERIES_PER_IDLE_PERIOD`` tries in this idle period (if they do not
+    help, the stall shows in status once the idle period reaches ``STALL_SECONDS``)."""
+    return marks.backlog_confirmed and marks.recovered_in_idle < RECOVERIES_PER_IDLE_PERIOD
+
+
+def note_recovery(marks: ProgressMarks, now: float, *, failed: bool = False) -> None:
+    """A resubscribe was done: look for a backlog afresh. After a failed one, no more
+    tries in this idle period (on pulsar-lite a refused subscribe drops the whole
+    connection, which other functions may share)."""
+    marks.recovered_in_idle = RECOVERIES_PER_IDLE_PERIOD if failed else marks.recovered_in_idle + 1
+    marks.recoveries += 1
+    marks.resubscribing_since = None
+    marks.backlog_since, marks.backlog_confirmed = None, False
+    marks.next_backlog_check = now + BACKLOG_FIRST_CHECK_SECONDS
+
+
 def has_backlog(last_on_broker: tuple[int, int], last_received: tuple[int, int]) -> bool:
     """Whether the topic holds an entry after the last one received ((ledger, entry))."""
     return last_on_broker > last_received
@@ -123,6 +149,9 @@ def stall_of(marks: ProgressMarks, now: float) -> Stall | None:
     if checking is not None:
         waited = now - checking
         return Stall(kind="unanswered", seconds=waited) if waited >= STALL_SECONDS else None
+    if marks.resubscribing_since is not None:
+        idle = now - (marks.idle_since or marks.resubscribing_since)
+        return Stall(kind="backlog", seconds=idle) if idle >= STALL_SECONDS else None
     busy = now - marks.active_at
     if busy >= STALL_SECONDS:
         return Stall(kind="busy", seconds=busy)
