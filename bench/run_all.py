@@ -2,11 +2,12 @@
 
     .venv/bin/python bench/run_all.py [--quick] [--results-dir DIR] [NAME ...]
 
-NAME is any of: placement, fleet, process, failover, memory, rest, kubernetes
-(default: all, in that order). ``--quick`` is passed to every benchmark (small sizes, seconds
-each). Each benchmark's output is streamed with a ``[name  12.3s]`` prefix; at the
-end a summary table is printed and ``summary.json`` (``summary-quick.json`` with
-``--quick``) is written next to the benchmarks' own JSON files, in
+NAME is any of: placement, fleet, process, failover, memory, rest, kubernetes,
+containment (default: all, in that order). ``--quick`` is passed to every benchmark
+(small sizes, seconds each). Each benchmark's output is streamed with a
+``[name  12.3s]`` prefix; at the end a summary table is printed and
+``summary.json`` (``summary-quick.json`` with ``--quick``) is written next to the
+benchmarks' own JSON files, in
 ``bench/results/`` or ``--results-dir``. A benchmark that overruns its time limit
 gets SIGTERM (its own process group, so its ``finally`` stops what it started),
 then SIGKILL 15 s later. Everything runs on loopback. Exits 1 if any benchmark
@@ -109,6 +110,18 @@ def _kubernetes(data: dict[str, Any]) -> str:
     return text
 
 
+def _containment(data: dict[str, Any]) -> str:
+    rows = data["summary"]
+    return (
+        ", ".join(
+            f"{name} {row['aggregate_ratio_to_alone_median']:.2f}"
+            for name, row in rows.items()
+            if name != "alone"
+        )
+        + f" (alone {rows['alone']['aggregate_msgs_per_second_median']:,} msg/s)"
+    )
+
+
 @dataclass(frozen=True)
 class Bench:
     name: str
@@ -132,6 +145,7 @@ BENCHES = [
     Bench("memory", "memory_bench.py", "memory.json", 900, 120, _memory),
     Bench("rest", "rest_bench.py", "rest.json", 300, 90, _rest),
     Bench("kubernetes", "kubernetes_bench.py", "kubernetes.json", 300, 60, _kubernetes),
+    Bench("containment", "containment_bench.py", "containment.json", 900, 120, _containment),
 ]
 BY_NAME = {bench.name: bench for bench in BENCHES}
 
