@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import resource
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from tests.e2e.conftest import StandaloneWorker, launch, stop, wait_ready
 from tests.e2e.helpers import (
@@ -32,18 +35,34 @@ def cap_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY, WORKER_MEMORY))
 
 
-@pytest.fixture(scope="module")
-def capped_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandaloneWorker]:
-    """A memory-capped standalone worker with the default limits, running ORDINARY."""
-    folder = tmp_path_factory.mktemp("hostile")
-    worker = launch(folder / "state", preexec_fn=cap_memory)
+@contextmanager
+def running_capped_worker(
+    folder: Path, limits: dict[str, Any] | None = None, function: str | None = None
+) -> Iterator[StandaloneWorker]:
+    """A memory-capped ``fnworker standalone`` under ``folder``, with ``limits`` as its
+    config (the defaults without), running ``function`` (the exclamation example) when
+    given; stopped by PID on exit."""
+    flags: list[str] = []
+    if limits is not None:
+        config = folder / "functions_worker.yml"
+        config.write_text(yaml.safe_dump(limits))
+        flags = ["--config", str(config)]
+    worker = launch(folder / "state", *flags, preexec_fn=cap_memory)
     try:
         wait_ready(worker)
-        assert register(worker.admin_url, ORDINARY).status == 200
-        wait_for(lambda: running_count(worker.admin_url, ORDINARY) == 1)
+        if function is not None:
+            assert register(worker.admin_url, function).status == 200
+            wait_for(lambda: running_count(worker.admin_url, function) == 1)
         yield worker
     finally:
         stop(worker)
+
+
+@pytest.fixture(scope="module")
+def capped_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandaloneWorker]:
+    """A memory-capped standalone worker with the default limits, running ORDINARY."""
+    with running_capped_worker(tmp_path_factory.mktemp("hostile"), function=ORDINARY) as worker:
+        yield worker
 
 
 def package_files(worker: StandaloneWorker, name: str) -> list[Path]:

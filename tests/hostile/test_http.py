@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import resource
 import select
 import socket
 import time
@@ -19,19 +18,17 @@ from collections.abc import Iterator
 
 import pulsar
 import pytest
-import yaml
 
-from tests.e2e.conftest import StandaloneWorker, launch, stop, wait_ready
+from tests.e2e.conftest import StandaloneWorker
 from tests.e2e.helpers import (
     BASE,
     call,
-    register,
-    running_count,
     trigger,
     trigger_until_answered,
     wait_for,
 )
 from tests.e2e.pipe import Pipe
+from tests.hostile.conftest import running_capped_worker
 
 HEADER_TIMEOUT_S = 1.5
 BODY_TIMEOUT_S = 2.0
@@ -48,29 +45,15 @@ LIMITS = {
 }
 SLACK_S = 3.0
 """How much later than its deadline a drop may come on a loaded machine."""
-WORKER_MEMORY = 3 << 30
 FUNCTION = "hx-exclaim"
 SERVER_ERRORS = ("request failed", "Error handling request", "Unhandled exception", "Traceback")
-
-
-def cap_memory() -> None:
-    """Runs in the worker before it starts: at most WORKER_MEMORY of address space."""
-    resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY, WORKER_MEMORY))
 
 
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandaloneWorker]:
     folder = tmp_path_factory.mktemp("hostile-http")
-    config = folder / "functions_worker.yml"
-    config.write_text(yaml.safe_dump(LIMITS))
-    started = launch(folder / "state", "--config", str(config), preexec_fn=cap_memory)
-    try:
-        wait_ready(started)
-        assert register(started.admin_url, FUNCTION).status == 200
-        wait_for(lambda: running_count(started.admin_url, FUNCTION) == 1)
+    with running_capped_worker(folder, LIMITS, FUNCTION) as started:
         yield started
-    finally:
-        stop(started)
 
 
 def port_of(worker: StandaloneWorker) -> int:

@@ -14,22 +14,20 @@ document that tests/e2e/test_fuzz_api.py used to carry.
 from __future__ import annotations
 
 import os
-import resource
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.e2e.conftest import REPO, StandaloneWorker, launch, stop, wait_ready
+from tests.e2e.conftest import REPO, StandaloneWorker
+from tests.hostile.conftest import running_capped_worker
 from tests.hostile.schemathesis_hooks import MAX_INPUT_TOPICS
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 MAX_EXAMPLES = 12
 SEED = 20261203
-WORKER_MEMORY = 3 << 30
 LIMITS = {"maxFunctionParallelism": 2, "maxInputTopicsPerFunction": MAX_INPUT_TOPICS}
 SETTINGS = """\
 # 413 (a body or part over its limit) refuses a request as surely as a 400 does.
@@ -46,22 +44,10 @@ checks.positive_data_acceptance.expected-statuses = ["200", "400"]
 SERVER_ERRORS = ("request failed", "Error handling request", "Unhandled exception", "Traceback")
 
 
-def cap_memory() -> None:
-    """Runs in the worker before it starts: at most WORKER_MEMORY of address space."""
-    resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY, WORKER_MEMORY))
-
-
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandaloneWorker]:
-    folder = tmp_path_factory.mktemp("schemathesis")
-    config = folder / "functions_worker.yml"
-    config.write_text(yaml.safe_dump(LIMITS))
-    started = launch(folder / "state", "--config", str(config), preexec_fn=cap_memory)
-    try:
-        wait_ready(started)
+    with running_capped_worker(tmp_path_factory.mktemp("schemathesis"), LIMITS) as started:
         yield started
-    finally:
-        stop(started)
 
 
 def test_schemathesis_finds_no_problem(worker: StandaloneWorker, tmp_path: Path) -> None:
