@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pulsar
@@ -36,6 +37,19 @@ def pulsar_client(broker: EmbeddedBroker) -> Iterator[pulsar.Client]:
     )
     yield client
     client.close()
+
+
+@contextmanager
+def quiet_client(url: str, logger_name: str) -> Iterator[pulsar.Client]:
+    """A sync pulsar-client on ``url`` (10 s operation timeout) that logs only warnings
+    and up, under ``logger_name``; closed on exit."""
+    quiet = logging.getLogger(logger_name)
+    quiet.setLevel(logging.WARNING)
+    client = pulsar.Client(url, operation_timeout_seconds=10, logger=quiet)
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 @pytest.fixture

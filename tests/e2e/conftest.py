@@ -3,7 +3,6 @@ module, driven over HTTP as a user would; every process is stopped by PID."""
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import ssl
@@ -20,6 +19,7 @@ import pulsar
 import pytest
 
 from fnworker.coordination.embedded_broker import free_loopback_port, pid_alive
+from tests.conftest import quiet_client
 
 FNWORKER = Path(sys.executable).with_name("fnworker")
 REPO = Path(__file__).resolve().parents[2]
@@ -143,10 +143,5 @@ def standalone_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stan
 @pytest.fixture(scope="module")
 def client(standalone_worker: StandaloneWorker) -> Iterator[pulsar.Client]:
     """A pulsar client on the module's standalone worker's embedded broker."""
-    quiet = logging.getLogger("e2e-pulsar")
-    quiet.setLevel(logging.WARNING)
-    connection = pulsar.Client(
-        standalone_worker.broker_url, operation_timeout_seconds=10, logger=quiet
-    )
-    yield connection
-    connection.close()
+    with quiet_client(standalone_worker.broker_url, "e2e-pulsar") as connection:
+        yield connection

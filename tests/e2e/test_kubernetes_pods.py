@@ -12,7 +12,6 @@ import asyncio
 import base64
 import functools
 import json
-import logging
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ import pytest
 import yaml
 
 from fnworker.coordination.embedded_broker import free_loopback_port, pid_alive
+from tests.conftest import quiet_client
 from tests.e2e.conftest import StandaloneWorker, launch, stop, wait_ready
 from tests.e2e.helpers import BASE, call, register, running_count, wait_for
 from tests.e2e.pipe import Pipe
@@ -452,11 +452,8 @@ def worker(
 @pytest.fixture(scope="module")
 def client(worker: StandaloneWorker) -> Iterator[pulsar.Client]:
     """A pulsar client on the worker's embedded broker."""
-    quiet = logging.getLogger("e2e-k8s-pods")
-    quiet.setLevel(logging.WARNING)
-    connection = pulsar.Client(worker.broker_url, operation_timeout_seconds=10, logger=quiet)
-    yield connection
-    connection.close()
+    with quiet_client(worker.broker_url, "e2e-k8s-pods") as connection:
+        yield connection
 
 
 @pytest.fixture

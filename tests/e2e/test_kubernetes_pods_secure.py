@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import yaml
 
 from fnworker.coordination.embedded_broker import free_loopback_port
 from tests.certs import Certs, make_certs, new_secret, sign
+from tests.conftest import quiet_client
 from tests.e2e.conftest import StandaloneWorker, launch, stop, wait_ready
 from tests.e2e.helpers import BASE, call, example_config, function_form, wait_for
 from tests.e2e.pipe import Pipe
@@ -92,11 +92,8 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureCluster]:
 
 @pytest.fixture(scope="module")
 def client(secure: SecureCluster) -> Iterator[pulsar.Client]:
-    quiet = logging.getLogger("e2e-k8s-secure")
-    quiet.setLevel(logging.WARNING)
-    connection = pulsar.Client(secure.worker.broker_url, operation_timeout_seconds=10, logger=quiet)
-    yield connection
-    connection.close()
+    with quiet_client(secure.worker.broker_url, "e2e-k8s-secure") as connection:
+        yield connection
 
 
 def test_the_submitters_token_runs_the_pods_and_never_leaks(

@@ -3,7 +3,6 @@ with the pulsar coordination backend. Every process is stopped by PID."""
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import subprocess
@@ -18,6 +17,7 @@ import pulsar
 import pytest
 
 from fnworker.coordination.embedded_broker import free_loopback_port, start_embedded_broker
+from tests.conftest import quiet_client
 from tests.e2e.helpers import BASE, CLASS, EXAMPLE, Reply, call, function_form
 
 FNWORKER = Path(sys.executable).with_name("fnworker")
@@ -179,8 +179,5 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
 
 @pytest.fixture
 def client(fleet: Fleet) -> Iterator[pulsar.Client]:
-    quiet = logging.getLogger("fleet-test-client")
-    quiet.setLevel(logging.WARNING)
-    connection = pulsar.Client(fleet.broker_url, operation_timeout_seconds=10, logger=quiet)
-    yield connection
-    connection.close()
+    with quiet_client(fleet.broker_url, "fleet-test-client") as connection:
+        yield connection

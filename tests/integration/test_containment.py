@@ -6,7 +6,6 @@ instances are doing. Speed is measured in bench/containment_bench.py, not here."
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ import pulsar
 import pytest
 
 from fnworker.coordination.embedded_broker import EmbeddedBroker
+from tests.conftest import quiet_client
 from tests.integration.worker_process import (
     FUNCTIONS,
     fill,
@@ -41,12 +41,9 @@ loaded machine get the rest."""
 
 
 @pytest.fixture
-def quiet_client(fresh_broker: EmbeddedBroker) -> Iterator[pulsar.Client]:
-    quiet = logging.getLogger("containment-test-client")
-    quiet.setLevel(logging.WARNING)
-    client = pulsar.Client(fresh_broker.url, operation_timeout_seconds=10, logger=quiet)
-    yield client
-    client.close()
+def containment_client(fresh_broker: EmbeddedBroker) -> Iterator[pulsar.Client]:
+    with quiet_client(fresh_broker.url, "containment-test-client") as client:
+        yield client
 
 
 @dataclass
@@ -80,7 +77,7 @@ class Prober:
 
 
 def test_ordinary_functions_keep_flowing_while_a_heavy_function_starts_runs_and_is_deleted(
-    fresh_broker: EmbeddedBroker, quiet_client: pulsar.Client, tmp_path: Path
+    fresh_broker: EmbeddedBroker, containment_client: pulsar.Client, tmp_path: Path
 ) -> None:
     worker = start_worker(tmp_path, fresh_broker.url, maxInputTopicsPerFunction=HEAVY_TOPICS)
     try:
@@ -89,8 +86,8 @@ def test_ordinary_functions_keep_flowing_while_a_heavy_function_starts_runs_and_
             worker.register(name, STUCK, **ECHO, inputs=[f"{name}-in"], output=f"{name}-out")
         prober = Prober(
             names,
-            {name: quiet_client.create_producer(f"{name}-in") for name in names},
-            quiet_client.subscribe(
+            {name: containment_client.create_producer(f"{name}-in") for name in names},
+            containment_client.subscribe(
                 [f"{name}-out" for name in names],
                 "probe",
                 consumer_type=pulsar.ConsumerType.Shared,
@@ -159,7 +156,7 @@ def test_an_instance_stuck_in_user_code_shows_no_progress_in_status_and_metrics(
 
 
 def test_a_sigtermed_worker_stops_within_its_bound_whatever_its_instances_do(
-    fresh_broker: EmbeddedBroker, quiet_client: pulsar.Client, tmp_path: Path
+    fresh_broker: EmbeddedBroker, containment_client: pulsar.Client, tmp_path: Path
 ) -> None:
     """Two instances inside user code sleeping 60 s and one still subscribing to
     2,000 topics: with gracePeriodSeconds 2, the thread runtime abandons what does
@@ -177,7 +174,7 @@ def test_a_sigtermed_worker_stops_within_its_bound_whatever_its_instances_do(
             worker.register(name, STUCK, **ECHO, inputs=[f"{name}-in"], output=f"{name}-out")
         wait_for(lambda: all(running(worker, n) for n in stuck), 60, "stuck functions run")
         for name in stuck:
-            fill(quiet_client, f"{name}-in", [b"stuck"])
+            fill(containment_client, f"{name}-in", [b"stuck"])
         wait_for(
             lambda: all(worker.instance_status(n)["numReceived"] >= 1 for n in stuck),
             20,

@@ -18,7 +18,6 @@ log's tail."""
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ import pulsar
 import pytest
 
 from fnworker.coordination.embedded_broker import EmbeddedBroker
+from tests.conftest import quiet_client
 from tests.e2e.helpers import BASE, call
 from tests.integration.worker_process import (
     FUNCTIONS,
@@ -47,11 +47,8 @@ RESTART_AT = (30_000, 60_000, 90_000, 120_000)
 
 @pytest.fixture
 def soak_client(fresh_broker: EmbeddedBroker) -> Iterator[pulsar.Client]:
-    quiet = logging.getLogger("soak-client")
-    quiet.setLevel(logging.WARNING)
-    client = pulsar.Client(fresh_broker.url, operation_timeout_seconds=10, logger=quiet)
-    yield client
-    client.close()
+    with quiet_client(fresh_broker.url, "soak-client") as client:
+        yield client
 
 
 def drain_watching_for_stalls(
