@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,8 +18,8 @@ import pytest
 from fnworker.coordination.embedded_broker import free_loopback_port, start_embedded_broker
 from tests.conftest import quiet_client
 from tests.e2e.helpers import BASE, CLASS, EXAMPLE, Reply, call, function_form
+from tests.integration.worker_process import spawn_worker
 
-FNWORKER = Path(sys.executable).with_name("fnworker")
 # pulsar-lite clashes consumers of one subscription across processes; the worker ids
 # the tests use (w1-w3; e1, e2) fall into distinct slots of 16 (a burn of at most 15
 # throw-away readers per subscribe).
@@ -76,16 +75,8 @@ class Fleet:
             "pulsarLiteConsumerIdSlots": SLOTS,
             **extra,
         }
-        config = self.root / f"{name}.yml"
-        config.write_text("".join(f"{key}: {value}\n" for key, value in settings.items()))
         log_path = self.root / f"{name}.log"
-        with log_path.open("ab") as log:
-            process = subprocess.Popen(
-                [str(FNWORKER), "worker", "--config", str(config), "--bind-address", "127.0.0.1"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
+        process = spawn_worker(settings, self.root / f"{name}.yml", log_path)
         worker = FleetWorker(name, process, f"http://127.0.0.1:{port}", log_path)
         self.workers[name] = worker
         return worker

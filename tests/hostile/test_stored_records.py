@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import resource
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,10 +33,11 @@ from fnworker.scheduler.records import (
     Resources,
 )
 from fnworker.scheduler.worker_config import WorkerConfig, metadata_topic
-from tests.e2e.conftest import FNWORKER, StandaloneWorker, stop, wait_ready
+from tests.e2e.conftest import StandaloneWorker, stop, wait_ready
 from tests.e2e.helpers import BASE, EXAMPLE, call, function_form, register, trigger, wait_for
 from tests.hostile.conftest import WORKER_MEMORY, cap_memory
 from tests.hostile.packages import GIB, zip_bomb
+from tests.integration.worker_process import spawn_worker
 
 pytestmark = [pytest.mark.timeout(60)]
 
@@ -119,17 +119,8 @@ def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandaloneWorke
         producer.close()
     finally:
         client.close()
-    config = root / "worker.yml"
-    config.write_text("".join(f"{key}: {value}\n" for key, value in settings.items()))
     log_path = root / "worker.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(FNWORKER), "worker", "--config", str(config), "--bind-address", "127.0.0.1"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=cap_memory,  # noqa: PLW1509 - only setrlimit, before exec
-        )
+    process = spawn_worker(settings, root / "worker.yml", log_path, preexec_fn=cap_memory)
     started = StandaloneWorker(process, f"http://127.0.0.1:{port}", state, log_path)
     try:
         wait_ready(started)

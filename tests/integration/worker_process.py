@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,16 +91,8 @@ def start_worker(
         "functionRuntimeFactoryConfigs": {"logDirectory": str(root / "logs"), **(factory or {})},
         **extra,
     }
-    config = root / "worker.yml"
-    config.write_text("".join(f"{key}: {json.dumps(value)}\n" for key, value in settings.items()))
     log_path = root / "worker.log"
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [str(FNWORKER), "worker", "--config", str(config), "--bind-address", "127.0.0.1"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
+    process = spawn_worker(settings, root / "worker.yml", log_path)
     worker = WorkerProcess(process, f"http://127.0.0.1:{port}", log_path)
     try:
         wait_for(lambda: ready(worker), 60, "the worker answers /initialized")
@@ -108,6 +100,27 @@ def start_worker(
         stop_worker(worker)
         raise
     return worker
+
+
+def spawn_worker(
+    settings: dict[str, Any],
+    config: Path,
+    log_path: Path,
+    preexec_fn: Callable[[], None] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Write ``settings`` to ``config`` (one JSON value a line, which YAML reads) and
+    start ``fnworker worker`` on it bound to loopback, its output appended to
+    ``log_path``; ``preexec_fn`` runs in the child first (e.g. to cap its memory). The
+    caller stops the process by PID."""
+    config.write_text("".join(f"{key}: {json.dumps(value)}\n" for key, value in settings.items()))
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [str(FNWORKER), "worker", "--config", str(config), "--bind-address", "127.0.0.1"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=preexec_fn,
+        )
 
 
 def ready(worker: WorkerProcess) -> bool:
