@@ -80,15 +80,16 @@ def register(base: str, name: str, **extra: Any) -> Reply:
     return call(base, "POST", f"{BASE}/{name}", function_form(example_config(name, **extra)))
 
 
-def wait_for(check: Any, timeout: float = 60.0) -> Any:
-    """Poll ``check`` until it returns something truthy."""
+def wait_for(check: Any, timeout: float = 60.0, what: str = "", every: float = 0.25) -> Any:
+    """Poll ``check`` every ``every`` seconds until it returns something truthy; an
+    exception from ``check`` fails at once; the timeout's message names ``what``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         result = check()
         if result:
             return result
-        time.sleep(0.25)
-    raise AssertionError(f"not true within {timeout} s: {check}")
+        time.sleep(every)
+    raise AssertionError(f"not true within {timeout} s: {what or check}")
 
 
 def running_count(base: str, name: str) -> int:

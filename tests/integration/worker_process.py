@@ -4,12 +4,12 @@ process started here is stopped by its PID."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +19,7 @@ import pulsar
 
 from fnworker.coordination.embedded_broker import free_loopback_port
 from tests.e2e.helpers import BASE, Reply, call, function_form
+from tests.e2e.helpers import wait_for as poll
 
 FNWORKER = Path(sys.executable).with_name("fnworker")
 FUNCTIONS = Path(__file__).resolve().parents[1] / "fixtures" / "functions"
@@ -142,15 +143,8 @@ def stop_worker(worker: WorkerProcess, timeout: float = 20.0) -> None:
             worker.process.wait()
 
 
-def wait_for(check: Any, timeout: float, what: str) -> Any:
-    """Poll ``check`` every 0.1 s until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"not true within {timeout} s: {what}")
+wait_for = functools.partial(poll, every=0.1)
+"""``tests.e2e.helpers.wait_for`` polling every 0.1 s: ``wait_for(check, timeout, what)``."""
 
 
 def running(worker: WorkerProcess, name: str) -> bool:
