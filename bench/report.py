@@ -202,6 +202,23 @@ def kubernetes_rows(data: dict[str, Any]) -> list[Row]:
     return out
 
 
+def containment_rows(data: dict[str, Any]) -> list[Row]:
+    return [
+        (
+            f"h. 10 functions beside a {condition.split('-')[1]}-topic function"
+            f" ({condition.split('-')[2]}) / alone, aggregate",
+            (
+                f"{row['aggregate_ratio_to_alone_median']:.2f}"
+                f" (rounds {' / '.join(f'{x:.2f}' for x in row['aggregate_ratios'])})"
+            ),
+            "≥ 0.9",
+            met(row["aggregate_ratio_to_alone_median"], 0.9, at_most=False),
+        )
+        for condition, row in data["summary"].items()
+        if condition != "alone"
+    ]
+
+
 SOURCES: list[tuple[str, str, Callable[[dict[str, Any]], list[Row]]]] = [
     ("placement.json", "placement_bench.py", placement_rows),
     ("fleet.json", "fleet_bench.py", fleet_rows),
@@ -210,11 +227,12 @@ SOURCES: list[tuple[str, str, Callable[[dict[str, Any]], list[Row]]]] = [
     ("kubernetes.json", "kubernetes_bench.py", kubernetes_rows),
     ("memory.json", "memory_bench.py", memory_rows),
     ("rest.json", "rest_bench.py", rest_rows),
+    ("containment.json", "containment_bench.py", containment_rows),
 ]
 
 
 def date_of(data: dict[str, Any]) -> str:
-    for key in ("date", "started_utc", "when"):
+    for key in ("date", "started_utc", "when", "run_utc"):
         if key in data:
             return str(data[key])[:16].replace("T", " ")
     return "?"
@@ -230,7 +248,8 @@ def summary_section(folder: Path) -> str:
             f"Summary of the latest full runs (machine of the report: nproc {m['nproc']},"
             f' CPU "{m["cpu"]}", Python {m["python"]}; a noisy shared VM). Values are'
             " medians where the bench repeats (a, b, d, e: 3-5 runs; c: p50 and max of the"
-            " trials); f and g are the last single run, see their sections for the spread."
+            " trials; h: 3 rounds); f and g are the last single run, see their sections"
+            " for the spread."
         ),
         "",
         "| Measure | Value | Goal (2 cores) | Met | Bench | Run (UTC) |",
