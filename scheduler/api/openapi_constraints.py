@@ -26,6 +26,7 @@ from fnworker.scheduler.admission_limits import (
     MAX_PENDING_ASYNC_REQUESTS,
     MAX_RECEIVER_QUEUE_SIZE,
     MAX_TIMEOUT_MS,
+    FunctionLimits,
     limits_of,
 )
 from fnworker.scheduler.worker_config import WorkerConfig
@@ -68,34 +69,19 @@ IDENTITY_FIELDS: Final = ("tenant", "namespace", "name", "fqfn")
 
 
 class SchemaBounds(msgspec.Struct, frozen=True, kw_only=True):
-    """The numeric limits the document states (the worker's admission limits)."""
+    """What the document states: the worker's admission limits, and whether callers
+    are authenticated (401) and authorized (403)."""
 
-    max_parallelism: int = 1000
-    max_input_topics: int = 100
-    min_cpu: float | None = None
-    min_ram: int | None = None
-    min_disk: int | None = None
-    max_cpu: float = 64.0
-    max_ram: int = 256 * 1024**3
-    max_disk: int = 1024**4
+    limits: FunctionLimits = FunctionLimits()
     secured: bool = False
-    """Whether callers are authenticated (401) and authorized (403)."""
     authorized: bool = False
 
 
 def schema_bounds(config: WorkerConfig) -> SchemaBounds:
     """The bounds a worker with this configuration admits functions under
     (``admission_limits.limits_of``), and whether it checks callers."""
-    limits = limits_of(config)
     return SchemaBounds(
-        max_parallelism=limits.max_parallelism,
-        max_input_topics=limits.max_input_topics,
-        min_cpu=limits.min_cpu,
-        min_ram=limits.min_ram,
-        min_disk=limits.min_disk,
-        max_cpu=limits.max_cpu,
-        max_ram=limits.max_ram,
-        max_disk=limits.max_disk,
+        limits=limits_of(config),
         secured=config.authentication_enabled,
         authorized=config.authentication_enabled and config.authorization_enabled,
     )
@@ -147,9 +133,9 @@ def _resources(bounds: SchemaBounds) -> Schema:
         {
             "type": "object",
             "properties": {
-                "cpu": part("number", bounds.min_cpu, bounds.max_cpu),
-                "ram": part("integer", bounds.min_ram, bounds.max_ram),
-                "disk": part("integer", bounds.min_disk, bounds.max_disk),
+                "cpu": part("number", bounds.limits.min_cpu, bounds.limits.max_cpu),
+                "ram": part("integer", bounds.limits.min_ram, bounds.limits.max_ram),
+                "disk": part("integer", bounds.limits.min_disk, bounds.limits.max_disk),
             },
             "additionalProperties": False,
         }
@@ -216,7 +202,7 @@ def _json_object() -> Schema:
 def _field_constraints(bounds: SchemaBounds) -> Schema:
     """The schema of every FunctionConfig field the worker restricts."""
     topic = _empty_or(topic_schema())
-    topics_limit = bounds.max_input_topics
+    topics_limit = bounds.limits.max_input_topics
     return {
         "className": _nullable({"type": "string", "pattern": CLASS_NAME_PATTERN}),
         "inputs": {"type": "array", "items": topic_schema(), "maxItems": topics_limit},
@@ -236,7 +222,7 @@ def _field_constraints(bounds: SchemaBounds) -> Schema:
         "jar": _nullable({"type": "string", "maxLength": 0}),
         "go": _nullable({"type": "string", "maxLength": 0}),
         "windowConfig": {"type": "null"},
-        "parallelism": _integer(1, bounds.max_parallelism),
+        "parallelism": _integer(1, bounds.limits.max_parallelism),
         "maxMessageRetries": _integer(0, JAVA_INT_MAX),
         "timeoutMs": _integer(1, MAX_TIMEOUT_MS),
         "maxPendingAsyncRequests": _integer(1, MAX_PENDING_ASYNC_REQUESTS),
@@ -353,8 +339,8 @@ def _without_default(schema: Schema) -> Schema:
 def _describe(field: str, bounds: SchemaBounds) -> str:
     """The limit a constrained field keeps, in words."""
     limits = {
-        "parallelism": f"1 to maxFunctionParallelism ({bounds.max_parallelism})",
-        "inputs": f"at most maxInputTopicsPerFunction ({bounds.max_input_topics}) topics "
+        "parallelism": f"1 to maxFunctionParallelism ({bounds.limits.max_parallelism})",
+        "inputs": f"at most maxInputTopicsPerFunction ({bounds.limits.max_input_topics}) topics "
         "across all input fields",
         "resources": "within functionInstanceMinResources and functionInstanceMaxResources",
         "runtime": "fnworker runs Python functions",

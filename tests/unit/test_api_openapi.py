@@ -188,7 +188,7 @@ CONFIGS = [
 
 @pytest.mark.parametrize("change", CONFIGS, ids=[json.dumps(c)[:60] for c in CONFIGS])
 def test_the_new_function_schema_agrees_with_the_validator(change: dict[str, Any]) -> None:
-    bounds = SchemaBounds(max_parallelism=7, max_input_topics=4)
+    bounds = SchemaBounds(limits=FunctionLimits(max_parallelism=7, max_input_topics=4))
     limits = FunctionLimits(max_parallelism=7, max_input_topics=4)
     document = build_document(ALL_ROUTES, "test", bounds)
     config = {**BASE_CONFIG, **change}
@@ -198,7 +198,9 @@ def test_the_new_function_schema_agrees_with_the_validator(change: dict[str, Any
 
 
 def test_the_document_states_the_configured_limits() -> None:
-    document = build_document(ALL_ROUTES, "test", SchemaBounds(max_parallelism=3, secured=True))
+    document = build_document(
+        ALL_ROUTES, "test", SchemaBounds(limits=FunctionLimits(max_parallelism=3), secured=True)
+    )
     config = document["components"]["schemas"]["NewFunctionConfig"]["properties"]
     assert config["parallelism"]["anyOf"][0]["maximum"] == 3
     responses = document["paths"][FUNCTION]["post"]["responses"]
