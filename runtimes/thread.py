@@ -32,6 +32,7 @@ after ``threadGroupName``.
 from __future__ import annotations
 
 import threading
+import time
 
 import anyio
 import msgspec
@@ -62,6 +63,9 @@ __all__ = ["DEFAULT_THREAD_GROUP", "InstanceSlot", "ThreadRuntime", "make_client
 
 DEFAULT_THREAD_GROUP = "Thread Function Container Group"
 START_WAIT_SECONDS = 1.0
+OPENING_REPORT_SECONDS = 5.0
+"""An instance still opening (its client or subscribe not answered) after this long
+says so in its status error, instead of a bare running false."""
 log = structlog.get_logger("fnworker.runtime.thread")
 
 
@@ -76,6 +80,21 @@ class InstanceSlot(msgspec.Struct, kw_only=True):
     lease: ClientLease | None = None
     abandoned: bool = False
     opened: threading.Event = msgspec.field(default_factory=threading.Event)
+    opening_since: float = msgspec.field(default_factory=time.monotonic)
+
+
+def opening_error(slot: InstanceSlot, now: float) -> str:
+    """What an instance that has not finished opening says in its status: nothing for
+    the first OPENING_REPORT_SECONDS, then how long it has waited for the broker."""
+    if slot.opened.is_set():
+        return ""
+    waited = now - slot.opening_since
+    if waited < OPENING_REPORT_SECONDS:
+        return ""
+    return (
+        f"still starting after {waited:.0f} s: subscribing to its input has not finished "
+        "(the broker has not answered yet)"
+    )
 
 
 class ThreadRuntime(InstanceLifecycle[InstanceSlot]):
@@ -133,7 +152,7 @@ class ThreadRuntime(InstanceLifecycle[InstanceSlot]):
         if slot.host is None:
             return InstanceStatusData(
                 running=False,
-                error=slot.error,
+                error=slot.error or opening_error(slot, time.monotonic()),
                 num_restarts=slot.restarts,
                 worker_id=slot.spec.worker_id,
             )

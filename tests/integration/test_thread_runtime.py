@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import msgspec
 import pulsar
 import pytest
 from anyio.from_thread import BlockingPortal
@@ -566,3 +567,38 @@ def test_restart_keeps_counting_and_resumes(
     assert status.running and status.num_restarts == 1
     produce(pulsar_client, f"{unique_name}-in", [b"again"])
     assert texts(receive(reader, 1)) == ["again!"]
+
+
+def test_an_instance_whose_subscribe_does_not_answer_says_so_in_status(
+    runtime: ThreadRuntime,
+    portal: BlockingPortal,
+    make_spec: SpecMaker,
+    pulsar_client: pulsar.Client,
+    unique_name: str,
+) -> None:
+    """pulsar-lite refuses a Shared consumer on a subscription an Exclusive consumer
+    holds, and the client retries until its operation timeout: the instance is still
+    starting. After a few seconds its status says why instead of a bare running false."""
+    holder = pulsar_client.subscribe(
+        f"{unique_name}-in",
+        f"public/default/{unique_name}",
+        consumer_type=pulsar.ConsumerType.Exclusive,
+    )
+    made = make_spec(
+        unique_name, EXCLAMATION, class_name=EXCLAMATION_CLASS, inputs=[f"{unique_name}-in"]
+    )
+    # A 10 s operation timeout: the tests' 5 s would end the subscribe before the
+    # status speaks up (after 5 s); the default 30 s would make the test slow.
+    client = msgspec.structs.replace(made.client, operation_timeout_seconds=10)
+    spec = msgspec.structs.replace(made, client=client)
+    try:
+        portal.call(runtime.start, spec)
+        status = runtime.status(spec.instance)
+        assert status is not None and not status.running and status.error == ""
+        assert wait_until(lambda: "still starting" in runtime.status(spec.instance).error, 10)
+        assert not runtime.status(spec.instance).running
+        # Let the subscribe end before the runtime closes: a client destroyed at
+        # interpreter exit with a subscribe pending aborts the process.
+        assert wait_until(lambda: "failed" in runtime.status(spec.instance).error, 15)
+    finally:
+        holder.close()
