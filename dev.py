@@ -51,7 +51,12 @@ def run(argv: list[str]) -> int:
         print(__doc__)
         return 2
     ensure_environment()
-    return subprocess.call(command, cwd=ROOT)
+    child = subprocess.Popen(command, cwd=ROOT)
+    while True:
+        try:
+            return child.wait()
+        except KeyboardInterrupt:
+            continue  # Ctrl-C reaches the child too; it stops itself, we wait for it
 
 
 if __name__ == "__main__":
