@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import msgspec
@@ -20,6 +21,9 @@ from fnworker.coordination.embedded_broker import free_loopback_port
 from fnworker.runtimes.broker_client import with_tls_scheme
 from fnworker.runtimes.driver import ClientSettings, InstanceSpec, RuntimeDriver
 from fnworker.runtimes.registry import create_auth_provider, create_driver
+
+if TYPE_CHECKING:
+    from fnworker.runtimes.kubernetes.auth_provider import KubernetesSecretsTokenAuthProvider
 from fnworker.scheduler.admission_limits import AdmissionMemo, limits_of
 from fnworker.scheduler.api.app import make_app
 from fnworker.scheduler.api.connection_guard import (
@@ -198,6 +202,23 @@ def http_app(
     return app
 
 
+def runtime_of(
+    config: WorkerConfig, state: Path, me: WorkerInfo, client: ClientSettings
+) -> tuple[RuntimeDriver, KubernetesSecretsTokenAuthProvider | None]:
+    """The runtime driver the config names, and the function auth provider it selects."""
+    runtime = runtime_name(config)
+    driver = create_driver(
+        runtime,
+        runtime_factory_config(config),
+        client,
+        state_dir=state,
+        worker_id=me.worker_id,
+        consumer_id_slots=config.pulsar_lite_consumer_id_slots,
+        config=config,
+    )
+    return driver, create_auth_provider(config, runtime, driver)
+
+
 async def serve_worker(
     config: WorkerConfig,
     backend: CoordinationBackend,
@@ -211,17 +232,7 @@ async def serve_worker(
     log.info("worker starting", worker=me.worker_id, pid=os.getpid())
     client = client_settings_of(config)
     packages = PackageStore(state / "packages")
-    factory = runtime_factory_config(config)
-    driver = create_driver(
-        runtime_name(config),
-        factory,
-        client,
-        state_dir=state,
-        worker_id=me.worker_id,
-        consumer_id_slots=config.pulsar_lite_consumer_id_slots,
-        config=config,
-    )
-    auth_provider = create_auth_provider(config, runtime_name(config), driver)
+    driver, auth_provider = runtime_of(config, state, me, client)
     leader_wakeup, reconcile_wakeup = Wakeup(), Wakeup()
     control = LeaderControl(leader_wakeup)
     admission = AdmissionMemo(limits_of(config))
