@@ -18,6 +18,7 @@ worker's own shutdown. Every process is ended by PID in the fixtures.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -33,7 +34,7 @@ import pytest
 from fnworker.coordination.embedded_broker import EmbeddedBroker
 from fnworker.runtimes.process import proc_stat, start_ticks
 from tests.e2e.conftest import StandaloneWorker, launch, stop, wait_ready
-from tests.e2e.helpers import BASE, call, function_form
+from tests.e2e.helpers import BASE, call, function_form, wait_for
 from tests.integration.conftest import EXAMPLES, FUNCTIONS
 
 ORPHAN_BOUND_SECONDS = 2.0
@@ -79,13 +80,8 @@ def children_of(parent: int) -> Iterator[Pid]:
             yield int(entry.name), int(fields[19])
 
 
-def wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:
-    """Poll ``condition`` every 50 ms; fail naming ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.05)
+wait_until = functools.partial(wait_for, every=0.05)
+"""Poll a condition every 50 ms; fail naming what after the timeout."""
 
 
 EXCLAMATION = (EXAMPLES / "exclamation_function.py", "exclamation_function.ExclamationFunction")
