@@ -6,7 +6,7 @@
 
 Any further arguments are passed on: to `fnworker standalone` for `demo`, to
 pytest for `test`. The virtual environment is created on first use and brought
-up to date whenever pyproject.toml or setup.py is newer than it.
+up to date whenever pyproject.toml or this file is newer than it.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def ensure_environment() -> None:
     if not (BIN / "python").exists():
         print(f"creating virtual environment in {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
-    inputs = [ROOT / "pyproject.toml", ROOT / "setup.py", Path(__file__)]
+    inputs = [ROOT / "pyproject.toml", Path(__file__)]
     if STAMP.exists() and all(STAMP.stat().st_mtime >= p.stat().st_mtime for p in inputs):
         return
     print("installing fnworker and its dependencies into .venv", flush=True)

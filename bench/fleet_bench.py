@@ -73,7 +73,7 @@ from bench.sim.fleet import (
     function_records,
     write_functions_batched,
 )
-from fnworker.scheduler.records import InstanceId, WorkerId
+from fnworker.scheduler.model.records import InstanceId, WorkerId
 
 GOAL_REGISTER_S = 10.0
 GOAL_KILL_S = 3.0

@@ -64,10 +64,10 @@ import structlog
 
 import tests.kubernetes_api
 from bench.common import machine, results_dir
-from fnworker.runtimes.driver import ClientSettings, InstanceSpec
 from fnworker.runtimes.kubernetes.driver import KubernetesRuntime
 from fnworker.runtimes.kubernetes.manifests import KubernetesSettings
-from fnworker.scheduler.records import FunctionConfig, FunctionRecord, fqfn_of, instance_id_of
+from fnworker.scheduler.model.instances import ClientSettings, InstanceSpec
+from fnworker.scheduler.model.records import FunctionConfig, FunctionRecord, fqfn_of, instance_id_of
 from tests.kubernetes_api import ThreadedKubernetesApi
 
 GOAL_FUNCTIONS = 1000

@@ -40,7 +40,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.common import results_dir
-from fnworker.scheduler.placement import (
+from fnworker.scheduler.decide.placement import (
     InstanceDemand,
     Move,
     Placement,

@@ -36,10 +36,10 @@ if str(ROOT) not in sys.path:
 
 from bench.common import results_dir
 from fnworker.coordination.embedded_broker import EmbeddedBroker, start_embedded_broker
-from fnworker.runtimes.driver import ClientSettings, InstanceSpec
-from fnworker.runtimes.process import ProcessRuntime, ProcessSettings
+from fnworker.runtimes.process.driver import ProcessRuntime, ProcessSettings
 from fnworker.runtimes.thread import ThreadRuntime
-from fnworker.scheduler.records import Fqfn, FunctionConfig, FunctionRecord, instance_id_of
+from fnworker.scheduler.model.instances import ClientSettings, InstanceSpec
+from fnworker.scheduler.model.records import Fqfn, FunctionConfig, FunctionRecord, instance_id_of
 
 IDENTITY = "def process(value):\n    return value\n"
 PAYLOAD = b"x" * 100

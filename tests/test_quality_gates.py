@@ -10,6 +10,7 @@ gate checks and how to run one by hand. Runs the tools as subprocesses; no netwo
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,37 +19,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = Path(sys.executable).parent
-PACKAGES = ("scheduler", "runtimes", "coordination")
-# mypy's cache and the package tree live in the ignored .mypy_cache, at a fixed path,
-# so a second run reuses the cache (a cold mypy run takes most of this module's time).
+# mypy's cache lives in the ignored .mypy_cache, at a fixed path, so a second run
+# reuses it (a cold mypy run takes most of this module's time).
 CACHE = ROOT / ".mypy_cache"
-TREE = CACHE / "package-tree"
 
 pytestmark = [pytest.mark.timeout(300)]
 
 
-def package_tree() -> Path:
-    """A folder where ``fnworker.<name>`` is each code folder, for mypy and import-linter.
-
-    setup.py installs scheduler/, runtimes/ and coordination/ as fnworker.scheduler,
-    fnworker.runtimes and fnworker.coordination through package_dir, which neither
-    tool can follow; symlinks make the same layout on disk. ``fnworker`` stays a
-    namespace package (no __init__.py), as installed, so import-linter accepts the
-    three as root packages.
-    """
-    namespace = TREE / "fnworker"
-    namespace.mkdir(parents=True, exist_ok=True)
-    for name in PACKAGES:
-        link = namespace / name
-        if not link.is_symlink():
-            try:
-                link.symlink_to(ROOT / name, target_is_directory=True)
-            except FileExistsError:  # another run made it a moment ago
-                pass
-    return TREE
-
-
-def run_tool(name: str, *args: str, env: dict[str, str] | None = None) -> None:
+def run_tool(name: str, *args: str) -> None:
     """Run one tool from the test environment in the repository; fail with its output."""
     tool = TOOLS / name
     if not tool.exists():
@@ -57,23 +35,14 @@ def run_tool(name: str, *args: str, env: dict[str, str] | None = None) -> None:
         )
     command = [str(tool), *args]
     result = subprocess.run(
-        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False
+        command, cwd=ROOT, capture_output=True, text=True, timeout=240, check=False
     )
     if result.returncode != 0:
         output = result.stdout + result.stderr
-        # mypy names files by their path in the package tree: show the repository's.
-        output = output.replace(f"{TREE.relative_to(ROOT)}/fnworker/", "")
         pytest.fail(
             f"{' '.join([name, *args])} failed (exit {result.returncode}):\n{output}",
             pytrace=False,
         )
-
-
-def with_python_path(folder: Path) -> dict[str, str]:
-    """This process's environment with ``folder`` first on PYTHONPATH."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(folder), env.get("PYTHONPATH")]))
-    return env
 
 
 def test_ruff_check_passes() -> None:
@@ -87,23 +56,34 @@ def test_ruff_format_leaves_every_file_unchanged() -> None:
 
 
 def test_mypy_strict_passes() -> None:
-    """mypy --strict finds no error in fnworker.scheduler, .runtimes and .coordination."""
-    tree = package_tree()
-    env = with_python_path(tree)
-    env["MYPYPATH"] = str(tree)
-    run_tool(
-        "mypy",
-        "--config-file",
-        str(ROOT / "pyproject.toml"),
-        "--cache-dir",
-        str(CACHE),
-        "--strict",
-        "-p",
-        "fnworker",
-        env=env,
-    )
+    """mypy --strict finds no error anywhere in the fnworker package."""
+    run_tool("mypy", "--cache-dir", str(CACHE), "--strict", "-p", "fnworker")
 
 
 def test_import_contracts_are_kept() -> None:
     """Every contract in [tool.importlinter] holds (the pure core imports no I/O library, ...)."""
-    run_tool("lint-imports", "--no-cache", "--no-logo", env=with_python_path(package_tree()))
+    run_tool("lint-imports", "--no-cache", "--no-logo")
+
+
+def test_layer_contract_fails_when_runtimes_import_the_api(tmp_path: Path) -> None:
+    """The layers contract is not vacuous: a copy of the tree where a runtime module
+    imports the REST API layer is refused, naming that import."""
+    shutil.copytree(
+        ROOT / "fnworker", tmp_path / "fnworker", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    broken = tmp_path / "fnworker" / "runtimes" / "thread.py"
+    broken.write_text(broken.read_text() + "\nimport fnworker.scheduler.api.app  # noqa\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    result = subprocess.run(
+        [str(TOOLS / "lint-imports"), "--no-cache", "--no-logo"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "fnworker.runtimes is not allowed to import fnworker.scheduler.api" in result.stdout
+    assert "fnworker.runtimes.thread -> fnworker.scheduler.api.app" in result.stdout

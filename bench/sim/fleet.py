@@ -32,7 +32,8 @@ from fnworker.coordination.backend import (
     VersionConflict,
 )
 from fnworker.coordination.memory import MemoryCluster, MemoryCoordination
-from fnworker.scheduler.records import (
+from fnworker.scheduler.admin.leader_control import Wakeup
+from fnworker.scheduler.model.records import (
     Assignment,
     Fqfn,
     FunctionConfig,
@@ -41,7 +42,7 @@ from fnworker.scheduler.records import (
     WorkerId,
     WorkerInfo,
 )
-from fnworker.scheduler.worker_loops import LocalAssignments, Wakeup, lead, pump_events
+from fnworker.scheduler.worker.worker_loops import LocalAssignments, lead, pump_events
 
 STRATEGY = "roundrobin"
 

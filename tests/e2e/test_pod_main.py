@@ -1,4 +1,4 @@
-"""The Kubernetes pod entry point (runtimes/instance/pod_main.py), run as a local
+"""The Kubernetes pod entry point (fnworker/runtimes/kubernetes/pod_main.py), run as a local
 process the way a pod's container runs it: it fetches the function's config and
 package from a real standalone worker's REST API and processes real messages on
 its embedded broker, then stops cleanly on SIGTERM (the kubelet's stop)."""
@@ -17,7 +17,7 @@ import pulsar
 import pytest
 
 from fnworker.coordination.embedded_broker import free_loopback_port
-from fnworker.runtimes.instance.pod_main import ordinal_of
+from fnworker.runtimes.kubernetes.pod_main import ordinal_of
 from tests.e2e.helpers import BASE, call, running_count, wait_for
 from tests.e2e.pipe import Pipe
 from tests.e2e.test_standalone_functions import deploy
@@ -62,7 +62,7 @@ def test_pod_fetches_its_package_and_processes_messages(
     with log_path.open("wb") as log_file:
         pod = subprocess.Popen(
             [
-                sys.executable, "-m", "fnworker.runtimes.instance.pod_main",
+                sys.executable, "-m", "fnworker.runtimes.kubernetes.pod_main",
                 "--admin-url", base, "--service-url", standalone_worker.broker_url,
                 "--tenant", "public", "--namespace", "default", "--name", name,
                 "--function-version", "1", "--pod-name", f"pf-public-default-{name}-0",

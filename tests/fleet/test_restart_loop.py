@@ -16,7 +16,7 @@ INSTANCES = 60
 ROUNDS = 10
 """Restarts in a row (about 4 s each). The hang this guards against was rare: 3 of 13
 bench runs of several restarts each, and once in about 110 restarts of a scratch loop
-(coordination/replay.py); ten restarts catch a 1-in-20 hang only 40 % of the time, so
+(fnworker/coordination/replay.py); ten restarts catch a 1-in-20 hang only 40 % of the time, so
 this is a guard against a frequent regression, the replay's own test covers the fix."""
 START_BOUND = 15.0
 """Seconds a restarted worker may take to serve its REST API after "worker started"."""

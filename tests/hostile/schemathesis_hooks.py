@@ -18,8 +18,8 @@ from typing import Any
 import requests
 import schemathesis
 
-from fnworker.scheduler.errors import ApiError
-from fnworker.scheduler.names import normalize_topic
+from fnworker.scheduler.model.errors import ApiError
+from fnworker.scheduler.model.names import normalize_topic
 
 MAX_INPUT_TOPICS = 4
 """The worker's maxInputTopicsPerFunction in the test (the document bounds each input

@@ -24,15 +24,15 @@ import pytest
 from fnworker.coordination.embedded_broker import free_loopback_port, start_embedded_broker
 from fnworker.coordination.pulsar_backend import ENCODE
 from fnworker.coordination.wire import FunctionWrite
-from fnworker.scheduler.function_validation import complete_function_config
-from fnworker.scheduler.records import (
+from fnworker.scheduler.decide.function_validation import complete_function_config
+from fnworker.scheduler.model.records import (
     Fqfn,
     FunctionConfig,
     FunctionRecord,
     PackageRef,
     Resources,
 )
-from fnworker.scheduler.worker_config import WorkerConfig, metadata_topic
+from fnworker.scheduler.settings.worker_config import WorkerConfig, metadata_topic
 from tests.e2e.conftest import StandaloneWorker, stop, wait_ready
 from tests.e2e.helpers import BASE, EXAMPLE, call, function_form, register, trigger, wait_for
 from tests.hostile.conftest import WORKER_MEMORY, cap_memory

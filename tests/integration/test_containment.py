@@ -36,7 +36,7 @@ PROBE_SECONDS = 5.0
 """Every ordinary function must answer a probe within this long (it takes milliseconds
 alone; on one shared client, a 2,000-topic subscribe held the connection for ~10 s)."""
 STALL_SHOWN_WITHIN = 16.0
-"""runtimes/instance/progress.py reports a stuck instance after 10 s; polling and a
+"""fnworker/runtimes/instance/progress.py reports a stuck instance after 10 s; polling and a
 loaded machine get the rest."""
 
 

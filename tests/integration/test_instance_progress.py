@@ -1,5 +1,5 @@
 """Status tells the truth about a running instance that makes no progress
-(runtimes/instance/progress.py), on the real broker: its broker is gone, or the
+(fnworker/runtimes/instance/progress.py), on the real broker: its broker is gone, or the
 broker holds input it does not deliver (a pulsar-lite ghost consumer), or (in
 test_containment.py) it is stuck in user code."""
 
@@ -18,9 +18,9 @@ import pytest
 from anyio.from_thread import BlockingPortal
 
 from fnworker.coordination.embedded_broker import EmbeddedBroker
-from fnworker.runtimes.driver import ClientSettings, InstanceSpec
 from fnworker.runtimes.thread import ThreadRuntime
-from fnworker.scheduler.records import Fqfn, FunctionConfig, FunctionRecord, instance_id_of
+from fnworker.scheduler.model.instances import ClientSettings, InstanceSpec
+from fnworker.scheduler.model.records import Fqfn, FunctionConfig, FunctionRecord, instance_id_of
 from tests.integration.conftest import FUNCTIONS, produce, wait_until
 
 pytestmark = [pytest.mark.timeout(90)]

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from fnworker.scheduler.cli.main import main
-from fnworker.scheduler.config_loader import load_worker_config
-from fnworker.scheduler.worker_config import runtime_name
+from fnworker.scheduler.settings.config_loader import load_worker_config
+from fnworker.scheduler.settings.worker_config import runtime_name
 from tests.kubernetes_schema import validate
 
 ROOT = Path(__file__).resolve().parents[2]

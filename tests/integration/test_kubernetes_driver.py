@@ -15,19 +15,20 @@ import anyio
 import msgspec
 import pytest
 
-from fnworker.runtimes.driver import ClientSettings, InstanceSpec, RuntimeCallError
+from fnworker.runtimes.driver import RuntimeCallError
 from fnworker.runtimes.kubernetes.api_calls import RetryPolicy, TokenBucket, forbidden_sentence
 from fnworker.runtimes.kubernetes.auth_provider import KubernetesSecretsTokenAuthProvider
 from fnworker.runtimes.kubernetes.driver import OWNER_ANNOTATION, KubernetesRuntime
 from fnworker.runtimes.kubernetes.manifests import KubernetesSettings
 from fnworker.runtimes.registry import AVAILABLE, create_driver
-from fnworker.scheduler.records import (
+from fnworker.scheduler.model.instances import ClientSettings, InstanceSpec
+from fnworker.scheduler.model.records import (
     FunctionConfig,
     FunctionRecord,
     fqfn_of,
     instance_id_of,
 )
-from fnworker.scheduler.worker_config import RuntimeFactoryConfig
+from fnworker.scheduler.settings.worker_config import RuntimeFactoryConfig
 from tests.kubernetes_api import KubernetesApi
 
 pytestmark = pytest.mark.anyio

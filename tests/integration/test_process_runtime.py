@@ -24,10 +24,8 @@ import pytest
 from anyio.from_thread import BlockingPortal
 from prometheus_client.parser import text_string_to_metric_families
 
-from fnworker.runtimes.driver import InstanceSpec
-from fnworker.runtimes.instance.control import Boot, ControlChannel, HealthCheck, Healthy, Started
-from fnworker.runtimes.instance.exit_watchdog import EXIT_ORPHANED
-from fnworker.runtimes.process import (
+from fnworker.runtimes.process.control import Boot, ControlChannel, HealthCheck, Healthy, Started
+from fnworker.runtimes.process.driver import (
     PidRecord,
     ProcessRuntime,
     ProcessSettings,
@@ -37,6 +35,8 @@ from fnworker.runtimes.process import (
     start_ticks,
     write_pid_file,
 )
+from fnworker.runtimes.process.exit_watchdog import EXIT_ORPHANED
+from fnworker.scheduler.model.instances import InstanceSpec
 from tests.e2e.conftest import launch, stop, wait_ready
 from tests.e2e.helpers import register, running_count, wait_for
 from tests.integration.conftest import (
@@ -149,7 +149,7 @@ def test_a_function_runs_in_its_own_process_with_logs_in_pulsars_layout(
     ]
     assert pid != os.getpid()
     command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    assert b"fnworker.runtimes.instance.process_main" in command
+    assert b"fnworker.runtimes.process.process_main" in command
     assert not any(b"s3cret" in part for part in command)
     environment = Path(f"/proc/{pid}/environ").read_bytes()
     assert b"FNWORKER_TEST_LEAK" not in environment and b"s3cret" not in environment
@@ -457,7 +457,7 @@ def test_python_instance_location_is_the_entry_point(
     entry.write_text(
         "import sys\nfrom pathlib import Path\n"
         "Path(__file__).with_name('entry-used').write_text(' '.join(sys.argv[1:]))\n"
-        "from fnworker.runtimes.instance.process_main import main\n"
+        "from fnworker.runtimes.process.process_main import main\n"
         "sys.exit(main())\n"
     )
     driver = ProcessRuntime(msgspec.structs.replace(settings, python_instance_location=entry))

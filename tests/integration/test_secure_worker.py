@@ -26,10 +26,10 @@ import pytest
 from fnworker.coordination.embedded_broker import EmbeddedBroker, free_loopback_port
 from fnworker.coordination.memory import MemoryCluster, MemoryCoordination
 from fnworker.runtimes.broker_client import make_client, tls_problem
-from fnworker.runtimes.driver import ClientSettings
-from fnworker.scheduler.config_loader import parse_worker_config
-from fnworker.scheduler.worker_config import WorkerConfig
-from fnworker.scheduler.worker_service import RunningWorker, serve_worker
+from fnworker.scheduler.model.instances import ClientSettings
+from fnworker.scheduler.settings.config_loader import parse_worker_config
+from fnworker.scheduler.settings.worker_config import WorkerConfig
+from fnworker.scheduler.worker.worker_service import RunningWorker, serve_worker
 from tests.certs import Certs, make_certs, new_secret, sign
 
 pytestmark = pytest.mark.anyio

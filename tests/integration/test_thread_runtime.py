@@ -16,7 +16,7 @@ import pytest
 from anyio.from_thread import BlockingPortal
 
 from fnworker.runtimes.thread import ThreadRuntime
-from fnworker.scheduler.records import ConsumerConfig
+from fnworker.scheduler.model.records import ConsumerConfig
 from tests.integration.conftest import (
     EXAMPLES,
     FUNCTIONS,

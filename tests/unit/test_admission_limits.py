@@ -1,4 +1,4 @@
-"""Admission limits (scheduler/admission_limits.py) through the validation every
+"""Admission limits (fnworker/scheduler/decide/admission_limits.py) through the validation every
 create and update goes through: a config over any limit is a 400 naming the field,
 its value and the limit; a config within every limit is accepted."""
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fnworker.scheduler.admission_limits import (
+from fnworker.scheduler.decide.admission_limits import (
     JAVA_INT_MAX,
     MAX_PENDING_ASYNC_REQUESTS,
     MAX_RECEIVER_QUEUE_SIZE,
@@ -22,16 +22,16 @@ from fnworker.scheduler.admission_limits import (
     limit_problem,
     limits_of,
 )
-from fnworker.scheduler.errors import ApiError
-from fnworker.scheduler.function_validation import merge_update, validate_new_function
-from fnworker.scheduler.records import (
+from fnworker.scheduler.decide.function_validation import merge_update, validate_new_function
+from fnworker.scheduler.model.errors import ApiError
+from fnworker.scheduler.model.records import (
     ConsumerConfig,
     Fqfn,
     FunctionConfig,
     FunctionRecord,
     Resources,
 )
-from fnworker.scheduler.worker_config import ResourceBounds, WorkerConfig
+from fnworker.scheduler.settings.worker_config import ResourceBounds, WorkerConfig
 
 LIMITS = FunctionLimits()
 

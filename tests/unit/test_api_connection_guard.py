@@ -12,7 +12,7 @@ from fnworker.scheduler.api.connection_guard import (
     http_limits,
     plain_answer,
 )
-from fnworker.scheduler.worker_config import WorkerConfig
+from fnworker.scheduler.settings.worker_config import WorkerConfig
 
 
 def test_the_cap_admits_up_to_the_limit_and_zero_means_none() -> None:

@@ -12,14 +12,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fnworker.scheduler.admission_limits import FunctionLimits
 from fnworker.scheduler.api.app import ALL_ROUTES, openapi_bytes
 from fnworker.scheduler.api.functions_routes import decoded_config as decode_function_config
 from fnworker.scheduler.api.openapi import build_document
 from fnworker.scheduler.api.openapi_constraints import SchemaBounds, name_schema, topic_schema
-from fnworker.scheduler.errors import ApiError
-from fnworker.scheduler.function_validation import complete_function_config
-from fnworker.scheduler.names import check_name, is_valid_topic
+from fnworker.scheduler.decide.admission_limits import FunctionLimits
+from fnworker.scheduler.decide.function_validation import complete_function_config
+from fnworker.scheduler.model.errors import ApiError
+from fnworker.scheduler.model.names import check_name, is_valid_topic
 
 FUNCTION = "/admin/v3/functions/{tenant}/{namespace}/{functionName}"
 

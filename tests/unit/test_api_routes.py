@@ -14,12 +14,12 @@ import msgspec
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from fnworker.runtimes.driver import InstanceMetrics
-from fnworker.scheduler.admin import FunctionStats, InstanceStats, PackageSource
 from fnworker.scheduler.api.app import make_app
-from fnworker.scheduler.errors import ApiError, conflict, not_found
-from fnworker.scheduler.function_validation import merge_update, validate_new_function
-from fnworker.scheduler.records import (
+from fnworker.scheduler.decide.function_validation import merge_update, validate_new_function
+from fnworker.scheduler.model.admin_records import FunctionStats, InstanceStats, PackageSource
+from fnworker.scheduler.model.errors import ApiError, conflict, not_found
+from fnworker.scheduler.model.instances import InstanceMetrics
+from fnworker.scheduler.model.records import (
     FunctionConfig,
     FunctionRecord,
     FunctionStatus,

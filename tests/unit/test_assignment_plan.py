@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
-from fnworker.scheduler.assignment_plan import plan_assignments
-from fnworker.scheduler.records import (
+from fnworker.scheduler.decide.assignment_plan import plan_assignments
+from fnworker.scheduler.model.records import (
     Assignment,
     Fqfn,
     FunctionConfig,

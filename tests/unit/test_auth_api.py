@@ -16,9 +16,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from fnworker.scheduler.api.app import make_app
-from fnworker.scheduler.auth.policy import policy_of
-from fnworker.scheduler.auth.settings import WebSecurity
-from fnworker.scheduler.auth.tokens import TokenVerifier
+from fnworker.scheduler.security.policy import policy_of
+from fnworker.scheduler.security.tokens import TokenVerifier
+from fnworker.scheduler.security.web_security import WebSecurity
 from tests.certs import new_secret, sign
 from tests.unit.test_api_routes import CONFIG, FakeAdmin, form
 

@@ -16,8 +16,8 @@ from fnworker.runtimes.broker_client import (
     uses_tls,
     with_tls_scheme,
 )
-from fnworker.runtimes.driver import ClientSettings
-from fnworker.scheduler.auth.client_credentials import (
+from fnworker.scheduler.model.instances import ClientSettings
+from fnworker.scheduler.settings.client_credentials import (
     CredentialError,
     PluginCredential,
     TlsCredential,
@@ -25,9 +25,9 @@ from fnworker.scheduler.auth.client_credentials import (
     parse_credentials,
     read_token,
 )
-from fnworker.scheduler.config_loader import parse_worker_config
-from fnworker.scheduler.worker_config import ConfigError, WorkerConfig
-from fnworker.scheduler.worker_service import client_settings_of
+from fnworker.scheduler.settings.config_loader import parse_worker_config
+from fnworker.scheduler.settings.worker_config import ConfigError, WorkerConfig
+from fnworker.scheduler.worker.worker_service import client_settings_of
 
 TOKEN_PROVIDER = "org.apache.pulsar.broker.authentication.AuthenticationProviderToken"
 TLS_PROVIDER = "org.apache.pulsar.broker.authentication.AuthenticationProviderTls"
@@ -238,7 +238,7 @@ def test_bad_parameters_name_the_setting_only(tmp_path: Path) -> None:
 
 
 def test_the_shipped_tls_token_example_loads_without_warnings() -> None:
-    from fnworker.scheduler.config_loader import load_worker_config
+    from fnworker.scheduler.settings.config_loader import load_worker_config
 
     example = Path(__file__).resolve().parents[2] / "config" / "examples" / "tls-token-auth.yml"
     loaded = load_worker_config(example, {})

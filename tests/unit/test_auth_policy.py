@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fnworker.scheduler.auth.policy import (
+from fnworker.scheduler.security.policy import (
     AnyRole,
     Open,
     SuperUserOnly,

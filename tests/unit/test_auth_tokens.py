@@ -13,10 +13,10 @@ from pathlib import Path
 import jwt
 import pytest
 
-from fnworker.scheduler.auth.key_material import load_public_key, read_key_bytes
-from fnworker.scheduler.auth.settings import token_verifier
-from fnworker.scheduler.auth.tokens import AuthenticationFailed, TokenVerifier
-from fnworker.scheduler.worker_config import ConfigError, WorkerConfig
+from fnworker.scheduler.security.key_material import load_public_key, read_key_bytes
+from fnworker.scheduler.security.tokens import AuthenticationFailed, TokenVerifier
+from fnworker.scheduler.security.web_security import token_verifier
+from fnworker.scheduler.settings.worker_config import ConfigError, WorkerConfig
 from tests.certs import ec_key, new_secret, public_der, public_pem, rsa_key, sign
 
 TOKEN = "org.apache.pulsar.broker.authentication.AuthenticationProviderToken"

@@ -217,7 +217,7 @@ async def test_a_missing_py_file_exits_1(
 
 
 def test_standalone_passes_its_flags_to_launch(monkeypatch: pytest.MonkeyPatch) -> None:
-    from fnworker.scheduler import launch
+    from fnworker.scheduler.worker import launch
 
     seen: dict[str, Any] = {}
     monkeypatch.setattr(launch, "run_standalone", lambda **kwargs: seen.update(kwargs) or 0)

@@ -15,7 +15,7 @@ from fnworker.scheduler.cli.function_config import (
     load_config_file,
 )
 from fnworker.scheduler.cli.parser import build_parser
-from fnworker.scheduler.records import Resources
+from fnworker.scheduler.model.records import Resources
 
 
 def parse(*argv: str, environ: dict[str, str] | None = None):  # type: ignore[no-untyped-def]

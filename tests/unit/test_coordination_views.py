@@ -6,7 +6,7 @@ from fnworker.coordination.liveness import LivenessTable
 from fnworker.coordination.topics import cluster_topics, topic_safe
 from fnworker.coordination.views import AssignmentView, MetadataView
 from fnworker.coordination.wire import Assign, FunctionWrite, Snapshot, TermStart, Unassign
-from fnworker.scheduler.records import (
+from fnworker.scheduler.model.records import (
     Assignment,
     Fqfn,
     FunctionConfig,

@@ -12,13 +12,13 @@ import time
 
 import pytest
 
-from fnworker.runtimes.instance.exit_watchdog import (
+from fnworker.runtimes.process.driver import instance_stop_grace
+from fnworker.runtimes.process.exit_watchdog import (
     StopOrder,
     join_budget,
     orphaned_because,
     tighter,
 )
-from fnworker.runtimes.process import instance_stop_grace
 
 
 def order(deadline: float, reason: str = "r") -> StopOrder:
@@ -61,7 +61,7 @@ def test_the_instance_stops_by_itself_before_the_supervisor_kills_it() -> None:
 
 GIL_HOG = """
 import os, socket, sys
-from fnworker.runtimes.instance.exit_watchdog import ExitWatchdog
+from fnworker.runtimes.process.exit_watchdog import ExitWatchdog
 ours, theirs = socket.socketpair()
 watchdog = ExitWatchdog(parent_pid=os.getppid(), channel=theirs, stop_grace_seconds=5.0)
 watchdog.start()

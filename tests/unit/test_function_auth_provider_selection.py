@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from fnworker.runtimes.registry import TOKEN_PROVIDER_CLASS, read_ca, selects_token_provider
-from fnworker.scheduler.worker_config import ConfigError, WorkerConfig
+from fnworker.scheduler.settings.worker_config import ConfigError, WorkerConfig
 
 
 def config(name: str | None = None, *, authentication: bool = True) -> WorkerConfig:

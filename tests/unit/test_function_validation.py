@@ -10,14 +10,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fnworker.scheduler.errors import ApiError
-from fnworker.scheduler.function_validation import (
+from fnworker.scheduler.decide.function_validation import (
     decode_function_config,
     function_config_from_mapping,
     merge_update,
     validate_new_function,
 )
-from fnworker.scheduler.records import ConsumerConfig, FunctionConfig, Resources
+from fnworker.scheduler.model.errors import ApiError
+from fnworker.scheduler.model.records import ConsumerConfig, FunctionConfig, Resources
 
 CLASS = "exclamation_function.ExclamationFunction"
 

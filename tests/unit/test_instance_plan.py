@@ -10,7 +10,7 @@ from fnworker.runtimes.instance.instance_plan import (
     full_topic_name,
     plan_instance,
 )
-from fnworker.scheduler.records import ConsumerConfig, Fqfn, FunctionConfig, FunctionRecord
+from fnworker.scheduler.model.records import ConsumerConfig, Fqfn, FunctionConfig, FunctionRecord
 
 
 def record(**config: object) -> FunctionRecord:

@@ -1,6 +1,6 @@
 """The pure parts of fault containment: the progress verdict an instance's status
-and metrics draw from its loop's marks (runtimes/instance/progress.py), and which
-pulsar client a function's instances use (runtimes/client_pool.py)."""
+and metrics draw from its loop's marks (fnworker/runtimes/instance/progress.py), and which
+pulsar client a function's instances use (fnworker/runtimes/client_pool.py)."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from fnworker.runtimes.kubernetes.customizer import (
     parse_options,
 )
 from fnworker.runtimes.kubernetes.errors import ManifestError
-from fnworker.scheduler.records import FunctionConfig, FunctionRecord, fqfn_of
+from fnworker.scheduler.model.records import FunctionConfig, FunctionRecord, fqfn_of
 
 
 def record(options: dict[str, Any] | str | None = None) -> FunctionRecord:

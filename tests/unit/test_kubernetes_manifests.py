@@ -16,14 +16,14 @@ from fnworker.runtimes.kubernetes.customizer import BasicCustomizer, NoOpCustomi
 from fnworker.runtimes.kubernetes.errors import ManifestError
 from fnworker.runtimes.kubernetes.manifests import AuthMaterial, KubernetesSettings, render
 from fnworker.runtimes.kubernetes.names import JOB_LABEL
-from fnworker.scheduler.records import (
+from fnworker.scheduler.model.records import (
     FunctionAuthSpec,
     FunctionConfig,
     FunctionRecord,
     Resources,
     fqfn_of,
 )
-from fnworker.scheduler.worker_config import WorkerConfig
+from fnworker.scheduler.settings.worker_config import WorkerConfig
 from tests.kubernetes_schema import validate
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.c2VjcmV0LXN1YmplY3Q.signature"
@@ -122,7 +122,7 @@ def test_pod_boots_the_instance_host_which_downloads_from_the_worker() -> None:
         pulsar_service_url="pulsar://broker.pulsar:6650",
     )
     container = main_container(job)
-    assert container["command"] == ["python", "-m", "fnworker.runtimes.instance.pod_main"]
+    assert container["command"] == ["python", "-m", "fnworker.runtimes.kubernetes.pod_main"]
     args = container["args"]
     pairs = dict(zip(args[::2], args[1::2], strict=False))
     assert pairs["--admin-url"] == "http://func-worker.pulsar:8080"

@@ -10,7 +10,7 @@ import kubernetes_validate
 import pytest
 
 from fnworker.runtimes.kubernetes.manifests import KubernetesSettings, render
-from fnworker.scheduler.records import FunctionConfig, FunctionRecord, fqfn_of
+from fnworker.scheduler.model.records import FunctionConfig, FunctionRecord, fqfn_of
 from tests import kubernetes_schema
 from tests.kubernetes_schema import validate
 

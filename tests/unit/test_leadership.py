@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from fnworker.coordination.leadership import Leadership, claim_due, claimed, on_claim, on_lease
 from fnworker.coordination.wire import Claim, Lease
-from fnworker.scheduler.records import WorkerId, WorkerInfo
+from fnworker.scheduler.model.records import WorkerId, WorkerInfo
 
 
 def worker(name: str) -> WorkerInfo:

@@ -12,7 +12,7 @@ from fnworker.coordination.backend import (
     VersionConflict,
 )
 from fnworker.coordination.memory import MemoryCluster, MemoryCoordination
-from fnworker.scheduler.records import (
+from fnworker.scheduler.model.records import (
     Assignment,
     Fqfn,
     FunctionConfig,

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fnworker.scheduler.errors import ApiError
-from fnworker.scheduler.names import (
+from fnworker.scheduler.model.errors import ApiError
+from fnworker.scheduler.model.names import (
     check_name,
     is_valid_topic,
     normalize_topic,

@@ -17,11 +17,8 @@ from fnworker.runtimes.instance.loader import (
     unpack_package,
 )
 from fnworker.runtimes.instance.package_check import resolve_target
-from fnworker.runtimes.instance.package_limits import (
-    PackageLimits,
-    UnpackBudget,
-    extract_bounded,
-)
+from fnworker.runtimes.instance.package_limits import UnpackBudget, extract_bounded
+from fnworker.scheduler.model.instances import PackageLimits
 from tests.hostile.packages import (
     FUNCTION_SOURCE,
     MIB,

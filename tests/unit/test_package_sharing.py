@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from fnworker.runtimes.instance.loader import PackageError, load_function
-from fnworker.runtimes.instance.package_limits import PackageLimits
 from fnworker.runtimes.instance.package_unpack import shared_tree_of
-from fnworker.scheduler.package_store import PackageStore
-from fnworker.scheduler.records import PackageRef
+from fnworker.scheduler.admin.package_store import PackageStore
+from fnworker.scheduler.model.instances import PackageLimits
+from fnworker.scheduler.model.records import PackageRef
 from tests.hostile.packages import MIB, zip_bomb
 
 LIMITS = PackageLimits(max_unpacked_bytes=4 * MIB, max_files=50)

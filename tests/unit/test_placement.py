@@ -1,6 +1,6 @@
 """Placement core: unit tests for the rules, property tests for the guarantees.
 
-Covers ``fnworker.scheduler.placement`` (pure plans and ``PlacementIndex``) and
+Covers ``fnworker.scheduler.decide.placement`` (pure plans and ``PlacementIndex``) and
 the algorithms in ``placement_strategies``. No I/O; the whole file runs in a
 few seconds.
 """
@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fnworker.scheduler.placement import (
+from fnworker.scheduler.decide.placement import (
     InstanceDemand,
     Move,
     Placement,
@@ -27,7 +27,7 @@ from fnworker.scheduler.placement import (
     plan_placement,
     plan_rebalance,
 )
-from fnworker.scheduler.placement_strategies import fill_by_count, fill_by_load, weight_units
+from fnworker.scheduler.decide.placement_strategies import fill_by_count, fill_by_load, weight_units
 
 RR: Strategy = "roundrobin"
 LL: Strategy = "leastloaded"

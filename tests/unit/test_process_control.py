@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fnworker.runtimes.driver import ClientSettings, InstanceMetrics, InstanceSpec
-from fnworker.runtimes.instance.control import (
+from fnworker.runtimes.process.control import (
     MAX_FRAME_BYTES,
     Boot,
     ChannelClosed,
@@ -22,7 +21,8 @@ from fnworker.runtimes.instance.control import (
     MetricsReply,
     encode_frame,
 )
-from fnworker.scheduler.records import Fqfn, FunctionConfig, FunctionRecord, instance_id_of
+from fnworker.scheduler.model.instances import ClientSettings, InstanceMetrics, InstanceSpec
+from fnworker.scheduler.model.records import Fqfn, FunctionConfig, FunctionRecord, instance_id_of
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 SCRIPT = """
 import logging, os, sys
 from pathlib import Path
-from fnworker.runtimes.instance.process_main import setup_logging
+from fnworker.runtimes.process.process_main import setup_logging
 setup_logging(Path(sys.argv[1]), 400, 2)
 for number in range(30):
     logging.getLogger("fnworker.function.x").info("line %d of the user's log", number)

@@ -9,11 +9,11 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from fnworker.runtimes.driver import InstanceMetrics
 from fnworker.scheduler.api.app import make_app
 from fnworker.scheduler.api.route_table import METRICS_REGISTRY
-from fnworker.scheduler.metrics import metrics_registry, render
-from fnworker.scheduler.records import InstanceId
+from fnworker.scheduler.model.instances import InstanceMetrics
+from fnworker.scheduler.model.prometheus import metrics_registry, render
+from fnworker.scheduler.model.records import InstanceId
 
 LABELS = {"tenant", "namespace", "name", "instance_id", "cluster", "fqfn"}
 

@@ -12,8 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fnworker.runtimes.driver import ClientSettings, InstanceSpec
-from fnworker.runtimes.process import (
+from fnworker.runtimes.process.driver import (
     PROCESS_MAIN,
     ProcessSettings,
     RestartPolicy,
@@ -27,8 +26,9 @@ from fnworker.runtimes.process import (
     restart_delay,
     settings_from_factory,
 )
-from fnworker.scheduler.records import Fqfn, FunctionConfig, FunctionRecord, instance_id_of
-from fnworker.scheduler.worker_config import RuntimeFactoryConfig
+from fnworker.scheduler.model.instances import ClientSettings, InstanceSpec
+from fnworker.scheduler.model.records import Fqfn, FunctionConfig, FunctionRecord, instance_id_of
+from fnworker.scheduler.settings.worker_config import RuntimeFactoryConfig
 
 POLICY = RestartPolicy()
 SETTINGS = ProcessSettings(log_directory=Path("/var/log/fn"), state_directory=Path("/srv/state"))

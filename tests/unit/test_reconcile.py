@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from fnworker.scheduler.reconcile import (
+from fnworker.scheduler.decide.reconcile import (
     ReplaceInstance,
     StartInstance,
     StopInstance,
     reconcile,
 )
-from fnworker.scheduler.records import (
+from fnworker.scheduler.model.records import (
     Assignment,
     Fqfn,
     FunctionConfig,

@@ -13,9 +13,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fnworker.scheduler.config_loader import load_worker_config, parse_worker_config
-from fnworker.scheduler.config_validation import struct_fields
-from fnworker.scheduler.worker_config import (
+from fnworker.scheduler.settings.config_loader import load_worker_config, parse_worker_config
+from fnworker.scheduler.settings.config_validation import struct_fields
+from fnworker.scheduler.settings.worker_config import (
     KUBERNETES_RUNTIME_CLASS,
     PROCESS_RUNTIME_CLASS,
     RUNTIME_NAMES,

@@ -1,0 +1,121 @@
+"""The contract between a worker and its coordination backend (memory or pulsar),
+and the events a backend reports. No I/O here.
+
+A backend carries three things for one cluster: function metadata (versioned,
+every worker sees every function), membership and leadership (terms numbered,
+exactly one leader), and assignments (the leader writes, each worker receives
+only its own, fenced by term). It reports every change as an event on one
+stream per worker; the worker never polls it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import msgspec
+from anyio.abc import ObjectReceiveStream, TaskStatus
+
+from fnworker.scheduler.model.records import (
+    Assignment,
+    Fqfn,
+    FunctionRecord,
+    InstanceId,
+    PackageRef,
+    WorkerInfo,
+)
+
+
+class VersionConflict(Exception):
+    """A metadata write lost: the stored version is not the one the writer expected."""
+
+    def __init__(self, fqfn: str, expected: int, actual: int) -> None:
+        super().__init__(
+            f"function {fqfn} changed concurrently: expected version {expected}, "
+            f"found {actual}; reload it and try again"
+        )
+        self.fqfn = fqfn
+        self.expected = expected
+        self.actual = actual
+
+
+class MembershipView(msgspec.Struct, frozen=True, kw_only=True):
+    """Who is in the fleet and who leads it, as of leadership ``term``."""
+
+    term: int
+    leader: WorkerInfo | None
+    members: tuple[WorkerInfo, ...]
+
+
+class FunctionsChanged(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """Functions were created or updated (``changed``) or deleted (``deleted``)."""
+
+    changed: tuple[FunctionRecord, ...] = ()
+    deleted: tuple[Fqfn, ...] = ()
+
+
+class MembershipChanged(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """The live membership or the leader changed."""
+
+    view: MembershipView
+
+
+class AssignmentsChanged(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """This worker's own assignments changed under leadership ``term``."""
+
+    term: int
+    assigned: tuple[Assignment, ...] = ()
+    unassigned: tuple[InstanceId, ...] = ()
+
+
+CoordinationEvent = FunctionsChanged | MembershipChanged | AssignmentsChanged
+
+
+class CoordinationBackend(Protocol):
+    """One worker's handle on the cluster's coordination state."""
+
+    async def run(
+        self, me: WorkerInfo, *, task_status: TaskStatus[ObjectReceiveStream[CoordinationEvent]]
+    ) -> None:
+        """Join the fleet as ``me``, hand over the event stream, and stay until cancelled.
+
+        The first events describe the current state: every function, the
+        membership, and this worker's assignments. Cancelling leaves the fleet
+        cleanly so the leader can move this worker's instances at once.
+        """
+        ...
+
+    async def write_function(self, record: FunctionRecord, expected_version: int) -> None:
+        """Store ``record`` if the stored version is ``expected_version`` (0 = absent)."""
+        ...
+
+    async def delete_function(self, fqfn: Fqfn, expected_version: int) -> None:
+        """Delete the function if its stored version is ``expected_version``."""
+        ...
+
+    def functions(self) -> Mapping[Fqfn, FunctionRecord]:
+        """This worker's current view of every function."""
+        ...
+
+    def membership(self) -> MembershipView:
+        """This worker's current view of the fleet."""
+        ...
+
+    def assignments(self) -> Mapping[InstanceId, Assignment]:
+        """The whole fleet's assignments as last written by a leader."""
+        ...
+
+    async def publish_assignments(
+        self, term: int, assigned: Sequence[Assignment], unassigned: Sequence[InstanceId]
+    ) -> None:
+        """Leader only: write what changed; ignored everywhere if ``term`` is stale."""
+        ...
+
+    async def store_package(self, ref: PackageRef, path: Path) -> PackageRef:
+        """Make a locally stored package reachable by every worker; the ref to record."""
+        ...
+
+    async def fetch_package(self, ref: PackageRef, target: Path) -> None:
+        """Copy a package stored by another worker to ``target`` on this one."""
+        ...

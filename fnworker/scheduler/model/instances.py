@@ -1,0 +1,68 @@
+"""The records a runtime driver is handed and reports: how an instance reaches the
+broker, what to start, its counters, and the package limits it enforces. No I/O."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+
+from fnworker.scheduler.model.records import FunctionRecord, InstanceId
+
+MIB = 1024 * 1024
+
+
+class PackageLimits(msgspec.Struct, frozen=True, kw_only=True):
+    """``maxPackageUnpackedBytes``, ``maxPackageFiles`` and ``maxModuleParseBytes``."""
+
+    max_unpacked_bytes: int = 512 * MIB
+    max_files: int = 20_000
+    max_module_parse_bytes: int = 8 * MIB
+
+
+class ClientSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """How an instance reaches the broker (the worker's own broker settings)."""
+
+    service_url: str
+    auth_plugin: str | None = None
+    auth_params: str | None = None
+    tls_trust_certs_file_path: str | None = None
+    tls_allow_insecure_connection: bool = False
+    tls_hostname_verification: bool = False
+    operation_timeout_seconds: int = 30
+
+
+class InstanceSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything a driver needs to run instance ``index`` of ``function``.
+
+    ``package_path`` is a local copy of the function's package (.py, .zip or .whl)
+    that belongs to this instance start and may be unpacked next to it.
+    """
+
+    instance: InstanceId
+    index: int
+    function: FunctionRecord
+    package_path: Path
+    worker_id: str
+    client: ClientSettings
+    secrets_provider: str = "clear-text"
+    cluster_name: str = "standalone"
+    package_limits: PackageLimits = PackageLimits()
+    """The worker's maxPackageUnpackedBytes / maxPackageFiles / maxModuleParseBytes,
+    enforced again when the instance unpacks and checks its package."""
+
+
+class InstanceMetrics(msgspec.Struct, kw_only=True, rename="camel"):
+    """Counters of one instance (Pulsar's FunctionInstanceStats metrics)."""
+
+    received_total: int = 0
+    processed_successfully_total: int = 0
+    system_exceptions_total: int = 0
+    user_exceptions_total: int = 0
+    avg_process_latency: float | None = None
+    last_invocation: int | None = None
+    user_metrics: dict[str, float] = {}
+    stalled_seconds: float = 0.0
+    """How long the instance has made no progress although it has input (stuck in a
+    message, not connected, or input not delivered); 0 while healthy. fnworker's own
+    (runtimes/instance/progress.py), exported as ``pulsar_function_stalled_seconds``."""

@@ -1,0 +1,254 @@
+"""The three long-lived loops of a worker: pump coordination events into local
+state, plan assignments while leader, and reconcile the runtime with this
+worker's assignments. Does I/O only through the backend and the runtime driver.
+
+Triggers are coalesced: many events between two passes cause one pass, and a
+pass always works from the newest state, never from a queue of stale events.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+
+import anyio
+import msgspec
+import structlog
+from anyio.abc import ObjectReceiveStream
+
+from fnworker.coordination.backend import (
+    AssignmentsChanged,
+    CoordinationBackend,
+    CoordinationEvent,
+    FunctionsChanged,
+    MembershipChanged,
+)
+from fnworker.runtimes.driver import RuntimeDriver
+from fnworker.scheduler.admin.leader_control import LeaderControl, Wakeup
+from fnworker.scheduler.decide.admission_limits import AdmissionMemo
+from fnworker.scheduler.decide.assignment_plan import plan_assignments
+from fnworker.scheduler.decide.placement import plan_rebalance
+from fnworker.scheduler.decide.reconcile import (
+    ReplaceInstance,
+    RuntimeAction,
+    StartInstance,
+    StopInstance,
+    reconcile,
+)
+from fnworker.scheduler.model.instances import InstanceSpec
+from fnworker.scheduler.model.records import (
+    Assignment,
+    Fqfn,
+    FunctionRecord,
+    InstanceId,
+    WorkerId,
+    WorkerInfo,
+    split_fqfn,
+    split_instance_id,
+)
+
+log = structlog.get_logger("fnworker.worker")
+
+
+class LocalAssignments:
+    """This worker's own assignments, fenced by leadership term."""
+
+    def __init__(self) -> None:
+        self.by_instance: dict[InstanceId, Assignment] = {}
+        self.highest_term = 0
+
+    def apply(self, event: AssignmentsChanged) -> bool:
+        """Apply an assignment change unless it comes from an older term."""
+        if event.term < self.highest_term:
+            log.warning("stale assignments ignored", term=event.term, current=self.highest_term)
+            return False
+        self.highest_term = event.term
+        for instance in event.unassigned:
+            self.by_instance.pop(instance, None)
+        for assignment in event.assigned:
+            self.by_instance[assignment.instance] = assignment
+        return True
+
+
+async def pump_events(
+    events: ObjectReceiveStream[CoordinationEvent],
+    mine: LocalAssignments,
+    leader_wakeup: Wakeup,
+    reconcile_wakeup: Wakeup,
+) -> None:
+    """Apply every queued coordination event, then wake the loops they concern.
+
+    A burst (100 workers declared dead one by one, 1,000 registrations) is applied
+    whole before the leader re-plans, so it causes one plan, not one per event.
+    """
+    async with events:
+        async for first in events:
+            for event in [first, *drain_queued(events)]:
+                if isinstance(event, AssignmentsChanged):
+                    if mine.apply(event):
+                        reconcile_wakeup.set()
+                elif isinstance(event, FunctionsChanged):
+                    leader_wakeup.set()
+                    reconcile_wakeup.set()
+                elif isinstance(event, MembershipChanged):
+                    leader_wakeup.set()
+
+
+def drain_queued(events: ObjectReceiveStream[CoordinationEvent]) -> list[CoordinationEvent]:
+    """Every event already waiting in the stream, without waiting for more."""
+    queued: list[CoordinationEvent] = []
+    while True:
+        try:
+            queued.append(events.receive_nowait())  # type: ignore[attr-defined]
+        except (anyio.WouldBlock, anyio.EndOfStream):
+            return queued
+
+
+async def lead(
+    backend: CoordinationBackend,
+    me: WorkerInfo,
+    strategy: str,
+    wakeup: Wakeup,
+    control: LeaderControl | None = None,
+    admission: AdmissionMemo | None = None,
+) -> None:
+    """While this worker leads, re-plan on every change and write what differs.
+    Functions over an admission limit are not placed (nor expanded into instances)."""
+    control = control or LeaderControl(wakeup)
+    while True:
+        await wakeup.wait()
+        view = backend.membership()
+        if view.leader is None or view.leader.worker_id != me.worker_id:
+            continue
+        workers = control.eligible(view.members)
+        changes = plan_assignments(
+            admitted(backend.functions(), admission),
+            workers,
+            backend.assignments(),
+            view.term,
+            strategy,
+        )
+        if not changes.is_empty():
+            log.info(
+                "assignments planned",
+                term=view.term,
+                assigned=len(changes.assigned),
+                unassigned=len(changes.unassigned),
+            )
+            await backend.publish_assignments(view.term, changes.assigned, changes.unassigned)
+        if control.rebalance_pending:
+            control.rebalance_pending = False
+            moves = rebalance_assignments(backend, workers, view.term, strategy)
+            log.info("rebalance planned", term=view.term, moved=len(moves))
+            await backend.publish_assignments(view.term, moves, ())
+        control.settle_drains(backend.assignments())
+
+
+def admitted(
+    functions: Mapping[Fqfn, FunctionRecord], admission: AdmissionMemo | None
+) -> Mapping[Fqfn, FunctionRecord]:
+    """The functions within the admission limits; logs each record newly found over one
+    (once per function version and worker)."""
+    if admission is None:
+        return functions
+    kept = admission.admitted(functions)
+    for fqfn, problem in admission.take_new_refusals():
+        log.error("function over an admission limit is not run", function=fqfn, reason=problem)
+    return kept
+
+
+def rebalance_assignments(
+    backend: CoordinationBackend, workers: list[WorkerId], term: int, strategy: str
+) -> list[Assignment]:
+    """The assignment records that even out the load with the fewest moves."""
+    table = backend.assignments()
+    placement = plan_rebalance(
+        {instance: a.worker for instance, a in table.items()},
+        workers,
+        strategy,  # type: ignore[arg-type]
+    )
+    return [
+        msgspec.structs.replace(table[InstanceId(m.instance)], worker=WorkerId(m.target), term=term)
+        for m in placement.moves
+        if m.target is not None
+    ]
+
+
+def instance_folder(instances_dir: Path, instance: InstanceId) -> Path:
+    """Where one instance's files live: ``{instances}/{tenant}/{namespace}/{name}/{index}``."""
+    fqfn, index = split_instance_id(instance)
+    return instances_dir.joinpath(*split_fqfn(fqfn), str(index))
+
+
+def remove_folder(folder: Path, keep: Path | None = None) -> None:
+    """Delete ``folder``, then its parents below ``keep`` that are left empty."""
+    shutil.rmtree(folder, ignore_errors=True)
+    if keep is None:
+        return
+    for parent in folder.parents:
+        if parent == keep or keep not in parent.parents:
+            return
+        try:
+            parent.rmdir()
+        except OSError:
+            return
+
+
+class Reconciler:
+    """Makes the runtime driver run exactly this worker's assigned instances."""
+
+    def __init__(
+        self,
+        backend: CoordinationBackend,
+        driver: RuntimeDriver,
+        mine: LocalAssignments,
+        make_spec: Callable[[StartInstance | ReplaceInstance, Path], Awaitable[InstanceSpec]],
+        instances_dir: Path,
+        admission: AdmissionMemo | None = None,
+    ) -> None:
+        self.backend = backend
+        self.driver = driver
+        self.mine = mine
+        self.make_spec = make_spec
+        self.instances_dir = instances_dir
+        self.admission = admission
+        self.running: dict[InstanceId, int] = {}
+
+    async def run(self, wakeup: Wakeup) -> None:
+        """Reconcile once per wake-up, forever."""
+        while True:
+            await wakeup.wait()
+            functions = admitted(self.backend.functions(), self.admission)
+            for action in reconcile(self.mine.by_instance, functions, self.running):
+                await self.apply(action)
+
+    async def apply(self, action: RuntimeAction) -> None:
+        """Carry out one action; a failure is logged and shows in status, never raised."""
+        try:
+            if isinstance(action, StopInstance):
+                await self.driver.stop(action.instance)
+                self.running.pop(action.instance, None)
+                folder = instance_folder(self.instances_dir, action.instance)
+                await anyio.to_thread.run_sync(remove_folder, folder, self.instances_dir)
+                log.info("instance stopped", instance=action.instance, reason=action.reason)
+                return
+            if isinstance(action, ReplaceInstance):
+                await self.driver.stop(action.instance)
+            spec = await self.make_spec(action, self.instances_dir)
+            await self.driver.start(spec)
+            self.running[action.instance] = action.function.version
+            log.info("instance started", instance=action.instance, version=action.function.version)
+        except Exception as error:  # noqa: BLE001 - one instance must never stop the loop
+            log.error("instance action failed", instance=action.instance, error=str(error))
+
+    async def stop_all(self) -> None:
+        """Stop every instance this worker runs (on shutdown), all at once: the slowest
+        instance's stop (bounded by the runtime's grace), not their sum, bounds it."""
+        async with anyio.create_task_group() as group:
+            for instance in list(self.running):
+                group.start_soon(self._stop_on_shutdown, instance)
+
+    async def _stop_on_shutdown(self, instance: InstanceId) -> None:
+        await self.driver.stop(instance)
+        self.running.pop(instance, None)
