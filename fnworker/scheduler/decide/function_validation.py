@@ -7,12 +7,14 @@ autoAck true) and every topic in its complete form, so validating the result aga
 returns it unchanged. ``merge_update`` applies an update onto a stored config and
 validates the result. Every error is an ``ApiError(400, ...)`` whose one sentence
 names the field, the value and what would be valid.
+
+Decoding lives in ``function_decoding`` and the per-field rules in ``function_checks``;
+this module re-exports the decoders so callers have one place to import from.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -23,6 +25,13 @@ from fnworker.scheduler.decide.admission_limits import (
     config_size_problem,
     limit_problem,
 )
+from fnworker.scheduler.decide.function_checks import CHECKS, input_topics
+from fnworker.scheduler.decide.function_decoding import (
+    PYTHON,
+    decode_function_config,
+    function_config_from_mapping,
+    unsupported_runtime,
+)
 from fnworker.scheduler.model.errors import bad_request
 from fnworker.scheduler.model.names import (
     PACKAGE_SUFFIXES,
@@ -30,12 +39,17 @@ from fnworker.scheduler.model.names import (
     normalize_topic,
     normalize_topics_pattern,
 )
-from fnworker.scheduler.model.records import ConsumerConfig, FunctionConfig, Resources
-from fnworker.scheduler.settings.config_validation import ignored_keys
+from fnworker.scheduler.model.records import ConsumerConfig, FunctionConfig
 
-PYTHON = "PYTHON"
-_CLASS_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
-_ERROR_AT = re.compile(r"^(.*) - at `\$\.?(.*)`$")
+__all__ = [
+    "PYTHON",
+    "complete_function_config",
+    "decode_function_config",
+    "function_config_from_mapping",
+    "input_topics",
+    "merge_update",
+    "validate_new_function",
+]
 
 IDENTITY_FIELDS = ("tenant", "namespace", "name")
 IMMUTABLE_DEFAULTS: Mapping[str, Any] = {
@@ -65,53 +79,6 @@ REPLACEABLE_FIELDS = tuple(
     for name in ENCODE_NAMES
     if name not in (*IDENTITY_FIELDS, "fqfn", *IMMUTABLE_DEFAULTS, *INPUT_FIELDS)
 )
-
-
-# --- decoding -----------------------------------------------------------------
-
-
-def decode_function_config(raw: bytes | str, source: str = "functionConfig") -> FunctionConfig:
-    """Decode a JSON FunctionConfig; unknown fields and wrong types are 400s."""
-    try:
-        document = msgspec.json.decode(raw)
-    except (msgspec.DecodeError, RecursionError) as error:  # too deep a nesting: RecursionError
-        raise bad_request(f"{source} is not valid JSON ({error}); expected a JSON object") from None
-    return function_config_from_mapping(document, source)
-
-
-def function_config_from_mapping(document: Any, source: str = "functionConfig") -> FunctionConfig:
-    """Convert a parsed JSON/YAML document (Pulsar's camelCase keys) into a FunctionConfig."""
-    if not isinstance(document, Mapping):
-        raise bad_request(f"{source} is a {type(document).__name__}; expected a JSON object")
-    unknown = next(ignored_keys(document, FunctionConfig), None)
-    if unknown is not None:
-        key, _, hint = unknown.partition(" (")
-        raise bad_request(
-            f"{source} field '{key}' is not a FunctionConfig field{' (' + hint if hint else ''}; "
-            "expected Pulsar's FunctionConfig field names (camelCase)"
-        )
-    runtime = document.get("runtime")
-    if runtime is not None and runtime != PYTHON:
-        raise _unsupported_runtime(runtime)
-    try:
-        return msgspec.convert(document, FunctionConfig)
-    except msgspec.ValidationError as error:
-        raise bad_request(_explain(error, source)) from None
-
-
-def _explain(error: msgspec.ValidationError, source: str) -> str:
-    """msgspec's "Expected `int`, got `str` - at `$.parallelism`" as one sentence."""
-    match = _ERROR_AT.match(str(error))
-    if match is None:
-        return f"{source} is not valid: {error}"
-    return f"{source} field '{match.group(2)}' is not valid: {match.group(1).lower()}"
-
-
-def _unsupported_runtime(runtime: object) -> Exception:
-    """The 400 for any runtime but PYTHON."""
-    return bad_request(
-        f"runtime '{runtime}' is not supported; fnworker runs Python functions (runtime PYTHON)"
-    )
 
 
 # --- new functions ------------------------------------------------------------
@@ -163,7 +130,7 @@ def complete_function_config(
         _raise_if(config_size_problem(config, limits))
     _check_identity(config, tenant, namespace, name)
     if config.runtime not in (None, PYTHON):
-        raise _unsupported_runtime(config.runtime)
+        raise unsupported_runtime(config.runtime)
     complete = _with_normalized_topics(_with_defaults(config, tenant, namespace, name))
     if limits is not None:
         _raise_if(limit_problem(complete, limits))
@@ -237,184 +204,6 @@ def _spec_topic(topic: str, spec: ConsumerConfig) -> str:
     if spec.is_regex_pattern:
         return normalize_topics_pattern(topic, "inputSpecs")
     return normalize_topic(topic, "inputSpecs")
-
-
-def input_topics(config: FunctionConfig) -> dict[str, bool]:
-    """Every input topic or pattern of a normalized config, with whether it is a pattern."""
-    topics = {topic: False for topic in config.inputs}
-    topics.update({topic: False for topic in config.custom_serde_inputs})
-    topics.update({topic: False for topic in config.custom_schema_inputs})
-    topics.update({topic: spec.is_regex_pattern for topic, spec in config.input_specs.items()})
-    if config.topics_pattern:
-        topics[config.topics_pattern] = True
-    return topics
-
-
-# --- the checks, one rule each --------------------------------------------------
-
-
-def _check_class_name(config: FunctionConfig) -> None:
-    if not config.class_name:
-        raise bad_request(
-            "className is required; expected the function's Python class, "
-            "such as exclamation_function.ExclamationFunction"
-        )
-    if _CLASS_NAME.fullmatch(config.class_name) is None:
-        raise bad_request(
-            f"className '{config.class_name}' is not valid; "
-            "expected a dotted Python name such as module.ClassName"
-        )
-
-
-def _check_inputs(config: FunctionConfig) -> None:
-    topics = input_topics(config)
-    if not topics:
-        raise bad_request(
-            "inputs is empty; expected at least one input topic in inputs, topicsPattern, "
-            "customSerdeInputs or inputSpecs"
-        )
-    if config.output in topics:
-        raise bad_request(
-            f"output '{config.output}' is also an input topic; "
-            "expected an output topic that is not an input"
-        )
-
-
-def _check_parallelism(config: FunctionConfig) -> None:
-    if config.parallelism is not None and config.parallelism < 1:
-        raise bad_request(
-            f"parallelism {config.parallelism} is not valid; expected an integer of at least 1"
-        )
-
-
-def _check_retries(config: FunctionConfig) -> None:
-    retries = config.max_message_retries
-    if retries is not None and retries < 0:
-        raise bad_request(
-            f"maxMessageRetries {retries} is not valid; expected an integer of at least 0"
-        )
-    if config.dead_letter_topic and retries is None:
-        raise bad_request(
-            f"deadLetterTopic '{config.dead_letter_topic}' needs maxMessageRetries; "
-            "expected maxMessageRetries set to 0 or more alongside it"
-        )
-    if retries is not None and config.processing_guarantees == "EFFECTIVELY_ONCE":
-        raise bad_request(
-            f"maxMessageRetries {retries} cannot be used with "
-            "processingGuarantees EFFECTIVELY_ONCE; "
-            "expected ATLEAST_ONCE, ATMOST_ONCE or MANUAL"
-        )
-
-
-def _check_timeout(config: FunctionConfig) -> None:
-    timeout = config.timeout_ms
-    if timeout is not None and timeout <= 0:
-        raise bad_request(
-            f"timeoutMs {timeout} is not valid; expected a positive number of milliseconds"
-        )
-    if timeout is not None and config.processing_guarantees != "ATLEAST_ONCE":
-        raise bad_request(
-            f"timeoutMs {timeout} cannot be used with processingGuarantees "
-            f"{config.processing_guarantees}; expected ATLEAST_ONCE"
-        )
-
-
-def _check_ordering(config: FunctionConfig) -> None:
-    if config.retain_ordering and config.retain_key_ordering:
-        raise bad_request(
-            "retainOrdering and retainKeyOrdering are both true; expected at most one of them"
-        )
-    if config.retain_key_ordering and config.processing_guarantees == "EFFECTIVELY_ONCE":
-        raise bad_request(
-            "retainKeyOrdering true cannot be used with processingGuarantees EFFECTIVELY_ONCE; "
-            "expected ATLEAST_ONCE, ATMOST_ONCE or MANUAL"
-        )
-
-
-def _check_resources(config: FunctionConfig) -> None:
-    resources = config.resources or Resources()
-    for field, value in (("cpu", resources.cpu), ("ram", resources.ram), ("disk", resources.disk)):
-        if value <= 0:
-            raise bad_request(f"resources.{field} {value} is not valid; expected a positive number")
-
-
-def _check_custom_runtime_options(config: FunctionConfig) -> None:
-    options = config.custom_runtime_options
-    if not options:
-        return
-    try:
-        parsed = json.loads(options)
-    except (ValueError, RecursionError):
-        parsed = None
-    if not isinstance(parsed, dict):
-        raise bad_request(
-            f"customRuntimeOptions '{options}' is not valid; expected a JSON object in a string"
-        )
-
-
-def _check_input_specs(config: FunctionConfig) -> None:
-    for topic, spec in config.input_specs.items():
-        if spec.receiver_queue_size is not None and spec.receiver_queue_size < 0:
-            raise bad_request(
-                f"inputSpecs['{topic}'].receiverQueueSize {spec.receiver_queue_size} is not valid; "
-                "expected an integer of at least 0"
-            )
-        if spec.schema_type and spec.serde_class_name:
-            raise bad_request(
-                f"inputSpecs['{topic}'] sets both schemaType and serdeClassName; "
-                "expected at most one"
-            )
-        if spec.crypto_config is not None and not spec.crypto_config.get(
-            "cryptoKeyReaderClassName"
-        ):
-            raise bad_request(
-                f"inputSpecs['{topic}'].cryptoConfig has no cryptoKeyReaderClassName; "
-                "expected a class name"
-            )
-
-
-def _check_output_serde(config: FunctionConfig) -> None:
-    if config.output_serde_class_name and config.output_schema_type:
-        raise bad_request(
-            "outputSerdeClassName and outputSchemaType are both set; expected at most one of them"
-        )
-
-
-def _check_python_only(config: FunctionConfig) -> None:
-    for field, value in (("jar", config.jar), ("go", config.go)):
-        if value:
-            raise bad_request(
-                f"{field} '{value}' is not supported; "
-                "fnworker runs Python functions (set py instead)"
-            )
-    if config.window_config is not None:
-        raise bad_request(
-            "windowConfig is not supported for Python functions; expected no windowConfig"
-        )
-
-
-def _check_pending_requests(config: FunctionConfig) -> None:
-    pending = config.max_pending_async_requests
-    if pending is not None and pending < 1:
-        raise bad_request(
-            f"maxPendingAsyncRequests {pending} is not valid; expected an integer of at least 1"
-        )
-
-
-CHECKS: tuple[Callable[[FunctionConfig], None], ...] = (
-    _check_python_only,
-    _check_class_name,
-    _check_inputs,
-    _check_parallelism,
-    _check_retries,
-    _check_timeout,
-    _check_ordering,
-    _check_resources,
-    _check_custom_runtime_options,
-    _check_input_specs,
-    _check_output_serde,
-    _check_pending_requests,
-)
 
 
 # --- updates ------------------------------------------------------------------
