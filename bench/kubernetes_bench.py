@@ -1,6 +1,6 @@
 """Kubernetes submission benchmark (issue 7 scenario e): functions per second through
 the real Kubernetes runtime driver (kubernetes-asyncio) against the in-test API server
-(``tests/kubernetes_api.py``, on an event loop of its own thread, 127.0.0.1 only),
+(``tests/harness/kubernetes_api.py``, on an event loop of its own thread, 127.0.0.1 only),
 against the driver's client-side rate limit.
 
 Each function is ``start`` of its instance 0 (parallelism 1, no auth Secret), which
@@ -31,7 +31,7 @@ Reports functions/s, total seconds and requests/s (all requests the server saw,
 watch included) beside the goal: 1,000 functions in 15 s or less. Client and server
 share one process (and the GIL) and the machine's cores, so this is a lower bound of
 the driver alone. The fake server validates with one cached validator per kind
-(``tests/kubernetes_schema.py``; it used to rebuild it on every call, which made the
+(``tests/harness/kubernetes_schema.py``; it used to rebuild it on every call, which made the
 1,000-function run take ~31 s) and its watch reads only the events it has not sent.
 ``--no-validate`` turns the fake server's schema validation off in every run.
 
@@ -62,13 +62,13 @@ if str(ROOT) not in sys.path:
 
 import structlog
 
-import tests.kubernetes_api
+import tests.harness.kubernetes_api
 from bench.common import machine, results_dir
 from fnworker.runtimes.kubernetes.driver import KubernetesRuntime
 from fnworker.runtimes.kubernetes.manifests import KubernetesSettings
 from fnworker.scheduler.model.instances import ClientSettings, InstanceSpec
 from fnworker.scheduler.model.records import FunctionConfig, FunctionRecord, fqfn_of, instance_id_of
-from tests.kubernetes_api import ThreadedKubernetesApi
+from tests.harness.kubernetes_api import ThreadedKubernetesApi
 
 GOAL_FUNCTIONS = 1000
 GOAL_SECONDS = 15.0
@@ -97,12 +97,12 @@ def spec(index: int) -> InstanceSpec:
 @contextmanager
 def validation_off() -> Iterator[None]:
     """The fake server skips its schema validation while inside."""
-    saved = tests.kubernetes_api.validate  # type: ignore[attr-defined]
-    tests.kubernetes_api.validate = lambda manifest: None  # type: ignore[attr-defined]
+    saved = tests.harness.kubernetes_api.validate  # type: ignore[attr-defined]
+    tests.harness.kubernetes_api.validate = lambda manifest: None  # type: ignore[attr-defined]
     try:
         yield
     finally:
-        tests.kubernetes_api.validate = saved  # type: ignore[attr-defined]
+        tests.harness.kubernetes_api.validate = saved  # type: ignore[attr-defined]
 
 
 def rate_floor_s(run: dict[str, Any]) -> float:

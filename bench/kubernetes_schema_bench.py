@@ -39,7 +39,7 @@ import kubernetes_validate
 from bench.common import machine, results_dir
 from fnworker.runtimes.kubernetes.manifests import KubernetesSettings, render
 from fnworker.scheduler.model.records import FunctionConfig, FunctionRecord, fqfn_of
-from tests import kubernetes_schema
+from tests.harness import kubernetes_schema
 
 CACHED_FACTOR = 50  # the cached validator is fast: more calls per round
 

@@ -28,7 +28,7 @@ from fnworker.coordination.embedded_broker import EmbeddedBroker, start_embedded
 from tests.e2e.conftest import StandaloneWorker, launch, stop, wait_ready
 from tests.e2e.helpers import BASE, EXAMPLE, call, function_form, register, trigger, wait_for
 from tests.fleet.conftest import Fleet, FleetWorker
-from tests.kubernetes_kubelet import Kubelet, threaded_cluster
+from tests.harness.kubernetes_kubelet import Kubelet, threaded_cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

@@ -28,7 +28,7 @@ from tests.e2e.conftest import StandaloneWorker, launch, stop, wait_ready
 from tests.e2e.helpers import BASE, call, example_config, function_form, wait_for
 from tests.e2e.pipe import Pipe
 from tests.e2e.test_secure_standalone import secured_document, write_yml
-from tests.kubernetes_kubelet import Kubelet, threaded_cluster
+from tests.harness.kubernetes_kubelet import Kubelet, threaded_cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 

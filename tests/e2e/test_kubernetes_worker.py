@@ -14,7 +14,7 @@ import yaml
 
 from tests.e2e.conftest import StandaloneWorker, launch, stop, wait_ready
 from tests.e2e.helpers import BASE, call, function_form, register, running_count, wait_for
-from tests.kubernetes_api import KubernetesApi, threaded_kubernetes_api  # noqa: F401
+from tests.harness.kubernetes_api import KubernetesApi, threaded_kubernetes_api  # noqa: F401
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 

@@ -1,4 +1,4 @@
-"""What the fake kubelet (tests/kubernetes_kubelet.py) starts for a pod: its one
+"""What the fake kubelet (tests/harness/kubernetes_kubelet.py) starts for a pod: its one
 job is turning a pod spec into a ``Launch`` (argv, environment, working directory,
 mountPath → local path) or a ``PodConfigError`` saying why the container cannot
 start. Does file I/O only (the pod's directory, its secret volumes' files); reads
@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 IMAGE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
 FIELD_PATHS = ("metadata.name", "metadata.namespace", "status.podIP")
 

@@ -1,4 +1,4 @@
-"""Readiness probes for the fake kubelet (tests/kubernetes_kubelet.py): its one job
+"""Readiness probes for the fake kubelet (tests/harness/kubernetes_kubelet.py): its one job
 is deciding, from a container's ``readinessProbe``, when the container is ready.
 Parsing and the threshold counting are pure; ``attempt`` and ``watch_readiness`` do
 network and process I/O (a loopback connection, or a command run in the pod).
@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from tests.kubelet_pod_spec import Launch, command_argv, config_error
+from tests.harness.kubelet_pod_spec import Launch, command_argv, config_error
 
 HANDLERS = ("exec", "httpGet", "tcpSocket", "grpc")
 USER_AGENT = "kube-probe/1.30"

@@ -15,7 +15,7 @@ Simplifications, on purpose:
   (RFC 7386: maps merge recursively, ``null`` removes a key, lists are replaced).
   JSON patch (a list body) answers 415.
 - Every body the client sends (create, update, the result of a patch) is validated
-  with ``tests/kubernetes_schema.py`` (Kubernetes 1.30, strict); an invalid one
+  with ``tests/harness/kubernetes_schema.py`` (Kubernetes 1.30, strict); an invalid one
   answers 422 Invalid.
 - A toy StatefulSet controller keeps pods ``<set>-<ordinal>`` for ordinals below
   ``replicas`` (phase Running, one ready container status per container, with
@@ -27,7 +27,7 @@ Faults: ``forbid(verb, resource)`` answers 403 Forbidden to every such request;
 ``requests`` records ``(verb, resource, namespace, name)`` of every request.
 
 Pods are only objects unless a kubelet is attached (``KubernetesApi(kubelet=...)``,
-``tests/kubernetes_kubelet.py``): it is told of every pod stored new or removed and
+``tests/harness/kubernetes_kubelet.py``): it is told of every pod stored new or removed and
 writes their status back with ``set_pod_status`` (MODIFIED events).
 """
 
@@ -47,7 +47,7 @@ import kubernetes_validate
 import pytest
 from aiohttp import web
 
-from tests.kubernetes_schema import validate
+from tests.harness.kubernetes_schema import validate
 
 KINDS: dict[str, tuple[str, str, str]] = {
     # resource: (group, apiVersion, kind)

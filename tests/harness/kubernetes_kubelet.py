@@ -1,4 +1,4 @@
-"""A fake kubelet for the in-test Kubernetes API server (tests/kubernetes_api.py):
+"""A fake kubelet for the in-test Kubernetes API server (tests/harness/kubernetes_api.py):
 every pod stored there runs as a local process, so a function "deployed to
 Kubernetes" processes real messages. Its job is each pod's life: start, status,
 readiness, restarts, stop. Does process and file I/O; opt-in (fixtures ``kubelet``
@@ -6,7 +6,7 @@ and ``threaded_kubelet``), the server alone keeps pods as objects.
 
 What it does, as a kubelet would:
 
-- **What to start** (``tests/kubelet_pod_spec.py``): the container's ``command`` +
+- **What to start** (``tests/harness/kubelet_pod_spec.py``): the container's ``command`` +
   ``args`` with ``$(VAR)`` expanded, the "image's" env plus what Kubernetes adds and
   the container's ``env`` (``value``, fieldRef ``metadata.name``/``metadata.namespace``
   /``status.podIP``, ``secretKeyRef``), ``secret`` and ``emptyDir`` volumes mounted by
@@ -25,7 +25,7 @@ What it does, as a kubelet would:
   exit code, ``lastState.terminated``, then a restart after a backoff of 0.5 s
   doubling to 5 s (reset when it ran 10 s). Written with ``set_pod_status``, so the
   pod watch sees MODIFIED events.
-- **Readiness** (``tests/kubelet_probes.py``): without a ``readinessProbe`` the
+- **Readiness** (``tests/harness/kubelet_probes.py``): without a ``readinessProbe`` the
   container (and the pod's ``Ready``/``ContainersReady`` conditions) is ready while its
   process lives. With one (``httpGet``, ``tcpSocket`` or ``exec``) it is running but
   not ready until the probe succeeds ``successThreshold`` times in a row, and not
@@ -60,9 +60,9 @@ from typing import Any
 
 import pytest
 
-from tests.kubelet_pod_spec import Launch, PodConfigError, PodSite, launch_of
-from tests.kubelet_probes import Probe, readiness_probe, watch_readiness
-from tests.kubernetes_api import KubernetesApi, ThreadedKubernetesApi
+from tests.harness.kubelet_pod_spec import Launch, PodConfigError, PodSite, launch_of
+from tests.harness.kubelet_probes import Probe, readiness_probe, watch_readiness
+from tests.harness.kubernetes_api import KubernetesApi, ThreadedKubernetesApi
 
 BACKOFF_FIRST = 0.5
 BACKOFF_CAP = 5.0

@@ -5,7 +5,7 @@ Validates exactly as ``kubernetes_validate.validate(manifest, "1.30.0", strict=T
 does (the same schema files it ships, the same jsonschema Draft 2020-12 validator and
 referencing registry, the same exceptions), but builds each validator once:
 the library re-reads the 1.3 MB ``_definitions.json`` and builds a new validator and
-registry on every call, which made the in-test API server (``tests/kubernetes_api.py``)
+registry on every call, which made the in-test API server (``tests/harness/kubernetes_api.py``)
 spend most of its time there. Here the definitions are read once and one validator
 per (apiVersion, kind) is cached for the process.
 """

@@ -1,4 +1,4 @@
-"""The in-test Kubernetes API server (tests/kubernetes_api.py) answers as a real one
+"""The in-test Kubernetes API server (tests/harness/kubernetes_api.py) answers as a real one
 would, checked with plain HTTP so the fake is tested independently of the driver."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import aiohttp
 import anyio
 import pytest
 
-from tests.kubernetes_api import KubernetesApi
+from tests.harness.kubernetes_api import KubernetesApi
 
 pytestmark = pytest.mark.anyio
 

@@ -1,4 +1,4 @@
-"""tests/kubernetes_schema.py caches one validator per (apiVersion, kind) and must still
+"""tests/harness/kubernetes_schema.py caches one validator per (apiVersion, kind) and must still
 judge every object as ``kubernetes_validate.validate(..., "1.30.0", strict=True)`` does."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 
 from fnworker.runtimes.kubernetes.manifests import KubernetesSettings, render
 from fnworker.scheduler.model.records import FunctionConfig, FunctionRecord, fqfn_of
-from tests import kubernetes_schema
-from tests.kubernetes_schema import validate
+from tests.harness import kubernetes_schema
+from tests.harness.kubernetes_schema import validate
 
 
 def stateful_set() -> dict[str, Any]:

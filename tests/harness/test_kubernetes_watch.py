@@ -1,4 +1,4 @@
-"""The in-test API server's watch (tests/kubernetes_api.py) sends each event once, in
+"""The in-test API server's watch (tests/harness/kubernetes_api.py) sends each event once, in
 resourceVersion order, starting after the resourceVersion asked for; it reads only
 the events it has not sent yet (not the whole history on every change)."""
 
@@ -10,8 +10,8 @@ import aiohttp
 import anyio
 import pytest
 
-from tests.integration.test_kubernetes_api import PODS, SETS, call, stateful_set
-from tests.kubernetes_api import KubernetesApi
+from tests.harness.kubernetes_api import KubernetesApi
+from tests.harness.test_kubernetes_api import PODS, SETS, call, stateful_set
 
 pytestmark = pytest.mark.anyio
 

@@ -20,7 +20,7 @@ from fnworker.coordination.embedded_broker import EmbeddedBroker
 from fnworker.runtimes.thread import ThreadRuntime
 from fnworker.scheduler.model.instances import ClientSettings, InstanceSpec
 from fnworker.scheduler.model.records import Fqfn, FunctionConfig, FunctionRecord, instance_id_of
-from tests.kubernetes_api import kubernetes_api  # noqa: F401 - the fake API server fixture
+from tests.harness.kubernetes_api import kubernetes_api  # noqa: F401 - the fake API server fixture
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"

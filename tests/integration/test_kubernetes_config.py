@@ -12,7 +12,7 @@ import yaml
 from fnworker.scheduler.cli.main import main
 from fnworker.scheduler.settings.config_loader import load_worker_config
 from fnworker.scheduler.settings.worker_config import runtime_name
-from tests.kubernetes_schema import validate
+from tests.harness.kubernetes_schema import validate
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES_DIR = ROOT / "config" / "kubernetes"

@@ -1,5 +1,5 @@
 """The Kubernetes runtime driver, with the real kubernetes-asyncio client, against the
-in-test API server (tests/kubernetes_api.py), which validates every body against the
+in-test API server (tests/harness/kubernetes_api.py), which validates every body against the
 Kubernetes 1.30 schemas and runs a toy StatefulSet controller."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from fnworker.scheduler.model.records import (
     instance_id_of,
 )
 from fnworker.scheduler.settings.worker_config import RuntimeFactoryConfig
-from tests.kubernetes_api import KubernetesApi
+from tests.harness.kubernetes_api import KubernetesApi
 
 pytestmark = pytest.mark.anyio
 

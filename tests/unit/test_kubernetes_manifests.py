@@ -24,7 +24,7 @@ from fnworker.scheduler.model.records import (
     fqfn_of,
 )
 from fnworker.scheduler.settings.worker_config import WorkerConfig
-from tests.kubernetes_schema import validate
+from tests.harness.kubernetes_schema import validate
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.c2VjcmV0LXN1YmplY3Q.signature"
 
