@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fnworker.scheduler.api.app import ALL_ROUTES, openapi_bytes
-from fnworker.scheduler.api.functions_routes import decoded_config as decode_function_config
+from fnworker.scheduler.api.function_forms import decoded_config as decode_function_config
 from fnworker.scheduler.api.openapi import build_document
 from fnworker.scheduler.api.openapi_constraints import SchemaBounds, name_schema, topic_schema
 from fnworker.scheduler.decide.admission_limits import FunctionLimits

@@ -1,7 +1,7 @@
 """The ``/admin/v3/functions`` endpoints in Pulsar's shape: they turn HTTP into
 ``FunctionsAdmin`` calls and render the answers. Does network I/O (the request).
 
-The handlers decode (``decode_function_config``: bad JSON, unknown fields and
+The handlers decode (``function_forms``, over ``decode_function_config``: bad JSON, unknown fields and
 wrong types are 400s naming the part or field) and hand the admin the config as
 sent; the admin validates (``validate_new_function``), merges updates
 (``merge_update``), and decides existence (404, 409) and versions.
@@ -16,7 +16,13 @@ from aiohttp import hdrs, web
 
 from fnworker.scheduler.admin.trigger import ValueTooLarge, too_large_reason
 from fnworker.scheduler.api.auth import check_register, check_update, submitted_token
-from fnworker.scheduler.api.multipart import Form, read_file, receive_form
+from fnworker.scheduler.api.function_forms import (
+    check_update_options,
+    decoded_config,
+    package_source,
+    trigger_value,
+)
+from fnworker.scheduler.api.multipart import Form, receive_form
 from fnworker.scheduler.api.openapi_constraints import TOPIC_OR_EMPTY_PATTERN
 from fnworker.scheduler.api.replies import empty_reply, json_reply
 from fnworker.scheduler.api.route_table import (
@@ -28,8 +34,7 @@ from fnworker.scheduler.api.route_table import (
     Handler,
     Route,
 )
-from fnworker.scheduler.decide.function_validation import decode_function_config
-from fnworker.scheduler.model.admin_records import FunctionStats, PackageSource
+from fnworker.scheduler.model.admin_records import FunctionStats
 from fnworker.scheduler.model.errors import ApiError, bad_request
 from fnworker.scheduler.model.instances import InstanceMetrics
 from fnworker.scheduler.model.names import check_function_name, check_name, normalize_topic
@@ -100,77 +105,10 @@ async def update_function(request: web.Request) -> web.Response:
     return empty_reply()
 
 
-STORABLE_INTEGERS = (-(2**63), 2**64 - 1)
-"""The integers the metadata records can hold (msgpack's)."""
-
-
-FREE_FORM_FIELDS = ("userConfig", "secrets", "producerConfig", "windowConfig")
-"""Fields holding any JSON, with inputSpecs' cryptoConfig (typed numbers are bounded by
-the admission limits instead)."""
-
-
-def decoded_config(raw: bytes) -> FunctionConfig:
-    """The functionConfig part decoded (``decode_function_config``); a number the worker
-    could not store (an integer beyond 64 bits, say in userConfig) is a 400 too."""
-    config = decode_function_config(raw)
-    document = msgspec.to_builtins(config)
-    free_form = {field: document[field] for field in FREE_FORM_FIELDS if field in document}
-    specs = document.get("inputSpecs", {})
-    free_form["inputSpecs"] = {
-        topic: {"cryptoConfig": s.get("cryptoConfig")} for topic, s in specs.items()
-    }
-    found = unstorable_integer(free_form, "")
-    if found is not None:
-        where, value = found
-        shown = str(value) if len(str(value)) <= 40 else f"an integer of {len(str(value))} digits"
-        low, high = STORABLE_INTEGERS
-        raise bad_request(
-            f"functionConfig field '{where}' holds {shown}, which the worker cannot store; "
-            f"expected integers from {low} to {high}"
-        )
-    return config
-
-
-def unstorable_integer(value: object, path: str) -> tuple[str, int] | None:
-    """The path and value of the first integer outside STORABLE_INTEGERS, if any."""
-    if isinstance(value, dict):
-        prefix = f"{path}." if path else ""
-        items: list[tuple[str, object]] = [(f"{prefix}{k}", v) for k, v in value.items()]
-    elif isinstance(value, list):
-        items = [(f"{path}[{i}]", v) for i, v in enumerate(value)]
-    elif isinstance(value, int) and not isinstance(value, bool):
-        low, high = STORABLE_INTEGERS
-        return None if low <= value <= high else (path, value)
-    else:
-        return None
-    return next((f for p, v in items if (f := unstorable_integer(v, p)) is not None), None)
-
-
 def _package_form(request: web.Request) -> AbstractAsyncContextManager[Form]:
     """The multipart form of a register or update, ``data`` streamed to disk."""
     limit = request.app.get(MAX_PACKAGE_BYTES, request.app[MAX_BODY_BYTES])
     return receive_form(request, file_parts={"data"}, max_file_bytes=limit)
-
-
-def package_source(form: Form) -> PackageSource:
-    """The uploaded ``data`` file or the ``url`` part (the admin also reads a URL in ``py``)."""
-    upload = form.files.get("data")
-    url = form.text("url")
-    if upload is not None and url:
-        raise bad_request("both a data part and a url part were sent; expected only one of them")
-    return PackageSource(upload=upload, url=url or None)
-
-
-def check_update_options(raw: bytes | None) -> None:
-    """``updateOptions`` must be a JSON object; fnworker has no option to act on yet."""
-    if raw is None:
-        return
-    try:
-        options = msgspec.json.decode(raw)
-    except (msgspec.DecodeError, RecursionError):
-        options = None
-    if not isinstance(options, dict):
-        raise bad_request("part 'updateOptions' is not valid; expected a JSON object such as {}")
 
 
 async def deregister_function(request: web.Request) -> web.Response:
@@ -241,7 +179,7 @@ async def trigger_function(request: web.Request) -> web.Response:
     async with receive_form(
         request, file_parts={"dataStream"}, max_file_bytes=request.app[MAX_BODY_BYTES]
     ) as form:
-        part, value = await _trigger_value(form)
+        part, value = await trigger_value(form)
         topic = form.text("topic")
     topic = normalize_topic(topic, "topic") if topic else None
     try:
@@ -249,19 +187,6 @@ async def trigger_function(request: web.Request) -> web.Response:
     except ValueTooLarge as error:
         raise ApiError(413, too_large_reason(f"part '{part}'", error.size)) from None
     return web.Response(body=output or b"", content_type=TEXT, charset="utf-8")
-
-
-async def _trigger_value(form: Form) -> tuple[str, bytes]:
-    """The part that holds the value to send (``dataStream``, a file, or ``data``) and the value."""
-    stream = form.files.get("dataStream")
-    if stream is not None:
-        return "dataStream", await read_file(stream)
-    data = form.texts.get("data")
-    if data is None:
-        raise bad_request(
-            "part 'data' is missing; expected a data part (text) or a dataStream part (file)"
-        )
-    return "data", data
 
 
 async def download_function(request: web.Request) -> web.StreamResponse:
