@@ -1,9 +1,9 @@
 """The ``/admin/v3/functions`` endpoints in Pulsar's shape: they turn HTTP into
 ``FunctionsAdmin`` calls and render the answers. Does network I/O (the request).
 
-The handlers decode (``function_forms``, over ``decode_function_config``: bad JSON, unknown fields and
-wrong types are 400s naming the part or field) and hand the admin the config as
-sent; the admin validates (``validate_new_function``), merges updates
+The handlers decode (``function_forms``, over ``decode_function_config``: bad JSON,
+unknown fields and wrong types are 400s naming the part or field) and hand the admin
+the config as sent; the admin validates (``validate_new_function``), merges updates
 (``merge_update``), and decides existence (404, 409) and versions.
 """
 
