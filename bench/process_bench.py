@@ -36,7 +36,8 @@ if str(ROOT) not in sys.path:
 
 from bench.common import results_dir
 from fnworker.coordination.embedded_broker import EmbeddedBroker, start_embedded_broker
-from fnworker.runtimes.process.driver import ProcessRuntime, ProcessSettings
+from fnworker.runtimes.process.driver import ProcessRuntime
+from fnworker.runtimes.process.settings import ProcessSettings
 from fnworker.runtimes.thread import ThreadRuntime
 from fnworker.scheduler.model.instances import ClientSettings, InstanceSpec
 from fnworker.scheduler.model.records import Fqfn, FunctionConfig, FunctionRecord, instance_id_of

@@ -59,7 +59,8 @@ def create_driver(
             stop_timeout_seconds=float(factory.grace_period_seconds),
         )
     if name == "process":
-        from fnworker.runtimes.process.driver import ProcessRuntime, settings_from_factory
+        from fnworker.runtimes.process.driver import ProcessRuntime
+        from fnworker.runtimes.process.settings import settings_from_factory
 
         return ProcessRuntime(settings_from_factory(factory, state_dir))
     if name == "kubernetes":

@@ -32,7 +32,7 @@ import pulsar
 import pytest
 
 from fnworker.coordination.embedded_broker import EmbeddedBroker
-from fnworker.runtimes.process.driver import proc_stat, start_ticks
+from fnworker.runtimes.process.pid_files import proc_stat, start_ticks
 from tests.e2e.conftest import StandaloneWorker, launch, stop, wait_ready
 from tests.e2e.helpers import BASE, call, function_form, wait_for
 from tests.integration.conftest import EXAMPLES, FUNCTIONS

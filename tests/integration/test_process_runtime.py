@@ -24,18 +24,13 @@ import pytest
 from anyio.from_thread import BlockingPortal
 from prometheus_client.parser import text_string_to_metric_families
 
+from fnworker.runtimes.process.command import instance_command, log_file_of
 from fnworker.runtimes.process.control import Boot, ControlChannel, HealthCheck, Healthy, Started
-from fnworker.runtimes.process.driver import (
-    PidRecord,
-    ProcessRuntime,
-    ProcessSettings,
-    RestartPolicy,
-    instance_command,
-    log_file_of,
-    start_ticks,
-    write_pid_file,
-)
+from fnworker.runtimes.process.driver import ProcessRuntime
 from fnworker.runtimes.process.exit_watchdog import EXIT_ORPHANED
+from fnworker.runtimes.process.pid_files import PidRecord, start_ticks, write_pid_file
+from fnworker.runtimes.process.restart_policy import RestartPolicy
+from fnworker.runtimes.process.settings import ProcessSettings
 from fnworker.scheduler.model.instances import InstanceSpec
 from tests.e2e.conftest import launch, stop, wait_ready
 from tests.e2e.helpers import register, running_count, wait_for

@@ -12,13 +12,13 @@ import time
 
 import pytest
 
-from fnworker.runtimes.process.driver import instance_stop_grace
 from fnworker.runtimes.process.exit_watchdog import (
     StopOrder,
     join_budget,
     orphaned_because,
     tighter,
 )
+from fnworker.runtimes.process.settings import instance_stop_grace
 
 
 def order(deadline: float, reason: str = "r") -> StopOrder:

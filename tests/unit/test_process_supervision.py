@@ -12,20 +12,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fnworker.runtimes.process.driver import (
+from fnworker.runtimes.process.command import (
     PROCESS_MAIN,
-    ProcessSettings,
-    RestartPolicy,
-    describe_exit,
-    failures_in_a_row,
     instance_command,
     instance_environment,
-    last_log_line,
     log_file_of,
-    pid_file_of,
-    restart_delay,
-    settings_from_factory,
 )
+from fnworker.runtimes.process.outcomes import describe_exit, last_log_line
+from fnworker.runtimes.process.pid_files import pid_file_of
+from fnworker.runtimes.process.restart_policy import (
+    RestartPolicy,
+    failures_in_a_row,
+    restart_delay,
+)
+from fnworker.runtimes.process.settings import ProcessSettings, settings_from_factory
 from fnworker.scheduler.model.instances import ClientSettings, InstanceSpec
 from fnworker.scheduler.model.records import Fqfn, FunctionConfig, FunctionRecord, instance_id_of
 from fnworker.scheduler.settings.worker_config import RuntimeFactoryConfig
