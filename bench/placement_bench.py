@@ -44,11 +44,11 @@ from fnworker.scheduler.decide.placement import (
     InstanceDemand,
     Move,
     Placement,
-    PlacementIndex,
     Strategy,
     plan_placement,
     plan_rebalance,
 )
+from fnworker.scheduler.decide.placement_index import PlacementIndex
 
 FUNCTIONS, PARALLELISM, WORKERS, WARMUP, RUNS = 10_000, 10, 1_000, 2, 5
 GOAL_FULL_MS, GOAL_REPLAN_MS = 50.0, 5.0

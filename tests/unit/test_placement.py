@@ -20,13 +20,13 @@ from fnworker.scheduler.decide.placement import (
     InstanceDemand,
     Move,
     Placement,
-    PlacementIndex,
     Strategy,
     apply_moves,
     plan_drain,
     plan_placement,
     plan_rebalance,
 )
+from fnworker.scheduler.decide.placement_index import PlacementIndex
 from fnworker.scheduler.decide.placement_strategies import fill_by_count, fill_by_load, weight_units
 
 RR: Strategy = "roundrobin"
