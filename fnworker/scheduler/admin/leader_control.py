@@ -58,6 +58,8 @@ class LeaderControl:
 
     def settle_drains(self, assignments: Mapping[InstanceId, Assignment]) -> None:
         """Mark drains complete once nothing is assigned to the drained workers."""
+        if "RUNNING" not in self.drains.values():
+            return
         busy = {a.worker for a in assignments.values()}
         for worker_id, status in self.drains.items():
             if status == "RUNNING" and worker_id not in busy:

@@ -15,12 +15,17 @@ broker does not deliver; fnworker/runtimes/instance/progress.py), 0 while health
 it being above 0. Our instances
 keep a mean latency, not every observation, so the latency summary has
 ``_count`` = messages processed and ``_sum`` = mean × that count, and no quantiles.
+
+The worker's own control plane adds ``fnworker_assignment_changes_total`` (counter,
+labels ``reason, cluster``): the assignment records this worker published while it
+led the fleet, by why each was written (``AssignmentChangeCounter``; reasons in
+``scheduler.decide.assignment_plan.CHANGE_REASONS``).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -152,10 +157,49 @@ class FunctionsCollector(Collector):
         return found
 
 
-def metrics_registry(drivers: Sequence[MetricsSource], cluster: str) -> CollectorRegistry:
-    """A registry holding only the functions collector (no process/platform metrics)."""
+class AssignmentChangeCounter:
+    """How many assignment records this worker's leader passes published, by reason.
+    Every known reason is shown from the start, at 0 until it happens."""
+
+    def __init__(self, reasons: Iterable[str]) -> None:
+        self.counts: dict[str, int] = dict.fromkeys(reasons, 0)
+
+    def add(self, counts: Mapping[str, int]) -> None:
+        """Count one publish's records (``{reason: records}``)."""
+        for reason, count in counts.items():
+            self.counts[reason] = self.counts.get(reason, 0) + count
+
+
+class AssignmentChangesCollector(Collector):
+    """Renders ``fnworker_assignment_changes_total{reason, cluster}`` at scrape time."""
+
+    def __init__(self, counter: AssignmentChangeCounter, cluster: str) -> None:
+        self.counter = counter
+        self.cluster = cluster
+
+    def collect(self) -> Iterator[Metric]:
+        """One sample per reason."""
+        family = CounterMetricFamily(
+            "fnworker_assignment_changes",
+            "Assignment records this worker published while leading, by reason.",
+            labels=("reason", "cluster"),
+        )
+        for reason, count in self.counter.counts.items():
+            family.add_metric([reason, self.cluster], float(count))
+        yield family
+
+
+def metrics_registry(
+    drivers: Sequence[MetricsSource],
+    cluster: str,
+    assignment_changes: AssignmentChangeCounter | None = None,
+) -> CollectorRegistry:
+    """A registry holding the functions collector and, when given, the leader's
+    assignment-change counter (no process/platform metrics)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(FunctionsCollector(drivers, cluster))
+    if assignment_changes is not None:
+        registry.register(AssignmentChangesCollector(assignment_changes, cluster))
     return registry
 
 

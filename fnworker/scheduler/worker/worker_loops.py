@@ -13,7 +13,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 import anyio
-import msgspec
 import structlog
 from anyio.abc import ObjectReceiveStream
 
@@ -27,8 +26,8 @@ from fnworker.coordination.backend import (
 from fnworker.runtimes.driver import RuntimeDriver
 from fnworker.scheduler.admin.leader_control import LeaderControl, Wakeup
 from fnworker.scheduler.decide.admission_limits import AdmissionMemo
-from fnworker.scheduler.decide.assignment_plan import plan_assignments
-from fnworker.scheduler.decide.placement import plan_rebalance
+from fnworker.scheduler.decide.assignment_plan import REASON_OF_MOVE, AssignmentChanges
+from fnworker.scheduler.decide.leader_plan import LeaderPlanner
 from fnworker.scheduler.decide.reconcile import (
     ReplaceInstance,
     RuntimeAction,
@@ -37,12 +36,12 @@ from fnworker.scheduler.decide.reconcile import (
     reconcile,
 )
 from fnworker.scheduler.model.instances import InstanceSpec
+from fnworker.scheduler.model.prometheus import AssignmentChangeCounter
 from fnworker.scheduler.model.records import (
     Assignment,
     Fqfn,
     FunctionRecord,
     InstanceId,
-    WorkerId,
     WorkerInfo,
     split_fqfn,
     split_instance_id,
@@ -112,37 +111,86 @@ async def lead(
     wakeup: Wakeup,
     control: LeaderControl | None = None,
     admission: AdmissionMemo | None = None,
+    changes: AssignmentChangeCounter | None = None,
 ) -> None:
     """While this worker leads, re-plan on every change and write what differs.
     Functions over an admission limit are not placed (nor expanded into instances)."""
     control = control or LeaderControl(wakeup)
+    planner = LeaderPlanner()
     while True:
         await wakeup.wait()
-        view = backend.membership()
-        if view.leader is None or view.leader.worker_id != me.worker_id:
-            continue
-        workers = control.eligible(view.members)
-        changes = plan_assignments(
-            admitted(backend.functions(), admission),
-            workers,
-            backend.assignments(),
-            view.term,
-            strategy,
+        await leader_pass(backend, me, strategy, control, planner, admission, changes)
+
+
+async def leader_pass(
+    backend: CoordinationBackend,
+    me: WorkerInfo,
+    strategy: str,
+    control: LeaderControl,
+    planner: LeaderPlanner,
+    admission: AdmissionMemo | None = None,
+    changes: AssignmentChangeCounter | None = None,
+) -> None:
+    """One pass of the leader: plan (incrementally, on ``planner``), publish what
+    differs with why, carry out a requested rebalance, settle drains. Does nothing
+    (and lets the planner forget) while this worker does not lead."""
+    view = backend.membership()
+    if view.leader is None or view.leader.worker_id != me.worker_id:
+        planner.forget()
+        return
+    workers = control.eligible(view.members)
+    planned = planner.plan(
+        admitted(backend.functions(), admission),
+        workers,
+        backend.assignments(),
+        view.term,
+        strategy,
+        drained=control.drains,
+    )
+    if not planned.is_empty():
+        log_changes("assignments planned", view.term, planned)
+        await backend.publish_assignments(view.term, planned.assigned, planned.unassigned)
+        if changes is not None:
+            changes.add(planned.reason_counts())
+    if control.rebalance_pending:
+        control.rebalance_pending = False
+        moved = planner.rebalance(workers, backend.assignments(), view.term, strategy)
+        log_changes("rebalance planned", view.term, moved, always=True)
+        await backend.publish_assignments(view.term, moved.assigned, ())
+        if changes is not None:
+            changes.add(moved.reason_counts())
+    control.settle_drains(backend.assignments())
+
+
+MOVES_LOGGED = 100
+"""At most this many ``instance moved`` lines per pass; the summary line counts all."""
+
+
+def log_changes(event: str, term: int, changes: AssignmentChanges, always: bool = False) -> None:
+    """One summary line with the count per reason, then one line per instance that
+    left a worker (moved or dropped: worker lost, drain, rebalance, removed), up to
+    ``MOVES_LOGGED``."""
+    if changes.is_empty() and not always:
+        return
+    log.info(
+        event,
+        term=term,
+        assigned=len(changes.assigned),
+        unassigned=len(changes.unassigned),
+        moved=len(changes.moves),
+        reasons=changes.reason_counts(),
+    )
+    departed = [m for m in changes.moves if m.source is not None]
+    for move in departed[:MOVES_LOGGED]:
+        log.info(
+            "instance moved",
+            instance=move.instance,
+            source=move.source,
+            target=move.target,
+            reason=REASON_OF_MOVE[move.reason],
         )
-        if not changes.is_empty():
-            log.info(
-                "assignments planned",
-                term=view.term,
-                assigned=len(changes.assigned),
-                unassigned=len(changes.unassigned),
-            )
-            await backend.publish_assignments(view.term, changes.assigned, changes.unassigned)
-        if control.rebalance_pending:
-            control.rebalance_pending = False
-            moves = rebalance_assignments(backend, workers, view.term, strategy)
-            log.info("rebalance planned", term=view.term, moved=len(moves))
-            await backend.publish_assignments(view.term, moves, ())
-        control.settle_drains(backend.assignments())
+    if len(departed) > MOVES_LOGGED:
+        log.info("more instances moved", not_logged=len(departed) - MOVES_LOGGED, term=term)
 
 
 def admitted(
@@ -156,23 +204,6 @@ def admitted(
     for fqfn, problem in admission.take_new_refusals():
         log.error("function over an admission limit is not run", function=fqfn, reason=problem)
     return kept
-
-
-def rebalance_assignments(
-    backend: CoordinationBackend, workers: list[WorkerId], term: int, strategy: str
-) -> list[Assignment]:
-    """The assignment records that even out the load with the fewest moves."""
-    table = backend.assignments()
-    placement = plan_rebalance(
-        {instance: a.worker for instance, a in table.items()},
-        workers,
-        strategy,  # type: ignore[arg-type]
-    )
-    return [
-        msgspec.structs.replace(table[InstanceId(m.instance)], worker=WorkerId(m.target), term=term)
-        for m in placement.moves
-        if m.target is not None
-    ]
 
 
 def instance_folder(instances_dir: Path, instance: InstanceId) -> Path:

@@ -40,8 +40,9 @@ from fnworker.scheduler.api.connection_guard import (
 from fnworker.scheduler.api.openapi_constraints import schema_bounds
 from fnworker.scheduler.api.route_table import METRICS_REGISTRY, UPLOAD_DIR
 from fnworker.scheduler.decide.admission_limits import AdmissionMemo, limits_of
+from fnworker.scheduler.decide.assignment_plan import CHANGE_REASONS
 from fnworker.scheduler.decide.reconcile import ReplaceInstance, StartInstance
-from fnworker.scheduler.model.prometheus import metrics_registry
+from fnworker.scheduler.model.prometheus import AssignmentChangeCounter, metrics_registry
 from fnworker.scheduler.model.records import PackageRef, WorkerInfo, split_instance_id
 from fnworker.scheduler.security.web_security import load_web_security
 from fnworker.scheduler.settings.tls import server_context
@@ -186,7 +187,10 @@ def identity_of(config: WorkerConfig) -> WorkerInfo:
 
 
 def http_app(
-    config: WorkerConfig, admin: WorkerFunctionsAdmin, driver: RuntimeDriver
+    config: WorkerConfig,
+    admin: WorkerFunctionsAdmin,
+    driver: RuntimeDriver,
+    changes: AssignmentChangeCounter | None = None,
 ) -> web.Application:
     """The REST API with the configured security, body limits and metrics."""
     app = make_app(
@@ -197,7 +201,7 @@ def http_app(
         guard=ConnectionGuard(http_limits(config)),
         bounds=schema_bounds(config),
     )
-    app[METRICS_REGISTRY] = metrics_registry([driver], config.pulsar_functions_cluster)
+    app[METRICS_REGISTRY] = metrics_registry([driver], config.pulsar_functions_cluster, changes)
     app[UPLOAD_DIR] = Path(config.state_directory).resolve() / "scratch"
     return app
 
@@ -248,7 +252,8 @@ async def serve_worker(
         admission=admission,
         auth_provider=auth_provider,
     )
-    runner = guarded_runner(http_app(config, admin, driver))
+    changes = AssignmentChangeCounter(CHANGE_REASONS)
+    runner = guarded_runner(http_app(config, admin, driver, changes))
     await runner.setup()
     mine = LocalAssignments()
     reconciler = Reconciler(
@@ -267,8 +272,9 @@ async def serve_worker(
             admin.ready = True
             log.info("worker started", worker=me.worker_id, url=admin_url, runtime=driver.name)
             group.start_soon(pump_events, events, mine, leader_wakeup, reconcile_wakeup)
+            strategy = scheduler_strategy(config)
             group.start_soon(
-                lead, backend, me, scheduler_strategy(config), leader_wakeup, control, admission
+                lead, backend, me, strategy, leader_wakeup, control, admission, changes
             )
             group.start_soon(reconciler.run, reconcile_wakeup)
             task_status.started(RunningWorker(info=me, admin_url=admin_url, admin=admin))
