@@ -56,6 +56,27 @@ def placement_rows(data: dict[str, Any]) -> list[Row]:
     ]
 
 
+def leader_rows(data: dict[str, Any]) -> list[Row]:
+    rows = {r["scenario"]: r for r in data["results"]}
+    lost, idle = rows["1 worker lost"], rows["idle pass (nothing changed)"]
+    n = data["setup"]["functions"] * data["setup"]["parallelism"]
+    w = data["setup"]["workers"]
+    return [
+        (
+            f"a. leader pass after 1 worker lost ({n:,} instances, {w:,} workers; `leader_pass`)",
+            f"{lost['median_ms']:.2f} ms, {lost['changes'].get('worker_lost', 0)} moved",
+            "≤ 5 ms",
+            met(lost["median_ms"], 5),
+        ),
+        (
+            "a. leader pass with nothing changed (`leader_pass`)",
+            f"{idle['median_ms']:.2f} ms",
+            "–",
+            "–",
+        ),
+    ]
+
+
 def fleet_rows(data: dict[str, Any]) -> list[Row]:
     rows = {r["scenario"].split()[0]: r for r in data["results"]}
     s = data["setup"]
@@ -221,6 +242,7 @@ def containment_rows(data: dict[str, Any]) -> list[Row]:
 
 SOURCES: list[tuple[str, str, Callable[[dict[str, Any]], list[Row]]]] = [
     ("placement.json", "placement_bench.py", placement_rows),
+    ("leader-pass.json", "leader_pass_bench.py", leader_rows),
     ("fleet.json", "fleet_bench.py", fleet_rows),
     ("failover.json", "failover_bench.py", failover_rows),
     ("process.json", "process_bench.py", process_rows),

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/run_all.py [--quick] [--results-dir DIR] [NAME ...]
 
-NAME is any of: placement, fleet, process, failover, memory, rest, kubernetes,
+NAME is any of: placement, leader, fleet, process, failover, memory, rest, kubernetes,
 containment (default: all, in that order). ``--quick`` is passed to every benchmark
 (small sizes, seconds each). Each benchmark's output is streamed with a
 ``[name  12.3s]`` prefix; at the end a summary table is printed and
@@ -49,6 +49,14 @@ def _placement(data: dict[str, Any]) -> str:
     index = rows["roundrobin: re-plan, 1 worker lost, index"]["median_ms"]
     n = data["setup"]["functions"] * data["setup"]["parallelism"]
     return f"{n:,} inst: plan {full:.1f} ms, index re-plan {index:.2f} ms"
+
+
+def _leader(data: dict[str, Any]) -> str:
+    rows = {r["scenario"]: r for r in data["results"]}
+    lost = rows["1 worker lost"]["median_ms"]
+    idle = rows["idle pass (nothing changed)"]["median_ms"]
+    n = data["setup"]["functions"] * data["setup"]["parallelism"]
+    return f"{n:,} inst: leader pass after 1 lost {lost:.2f} ms, idle pass {idle:.2f} ms"
 
 
 def _fleet(data: dict[str, Any]) -> str:
@@ -139,6 +147,7 @@ class Bench:
 
 BENCHES = [
     Bench("placement", "placement_bench.py", "placement.json", 180, 60, _placement),
+    Bench("leader", "leader_pass_bench.py", "leader-pass.json", 180, 60, _leader),
     Bench("fleet", "fleet_bench.py", "fleet.json", 300, 60, _fleet),
     Bench("process", "process_bench.py", "process.json", 600, 90, _process),
     Bench("failover", "failover_bench.py", "failover.json", 900, 120, _failover),
