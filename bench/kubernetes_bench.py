@@ -65,7 +65,7 @@ import structlog
 import tests.harness.kubernetes_api
 from bench.common import machine, results_dir
 from fnworker.runtimes.kubernetes.driver import KubernetesRuntime
-from fnworker.runtimes.kubernetes.manifests import KubernetesSettings
+from fnworker.runtimes.kubernetes.settings import KubernetesSettings
 from fnworker.scheduler.model.instances import ClientSettings, InstanceSpec
 from fnworker.scheduler.model.records import FunctionConfig, FunctionRecord, fqfn_of, instance_id_of
 from tests.harness.kubernetes_api import ThreadedKubernetesApi
@@ -139,6 +139,7 @@ async def submit(
         f" concurrency {concurrency}, server {api.url}",
         flush=True,
     )
+    runner = asyncio.get_running_loop().create_task(driver.run())  # as the worker's root group
     try:
         semaphore = asyncio.Semaphore(concurrency)
         done = 0
@@ -166,7 +167,8 @@ async def submit(
             key = f"{verb} {resource}"
             by_verb[key] = by_verb.get(key, 0) + 1
     finally:
-        await driver.aclose()
+        await driver.aclose()  # ends driver.run
+        await runner
         await asyncio.to_thread(server.close)
     requests = sum(by_verb.values())
     per_function = requests / functions

@@ -37,7 +37,8 @@ if str(ROOT) not in sys.path:
 import kubernetes_validate
 
 from bench.common import machine, results_dir
-from fnworker.runtimes.kubernetes.manifests import KubernetesSettings, render
+from fnworker.runtimes.kubernetes.manifests import render
+from fnworker.runtimes.kubernetes.settings import KubernetesSettings
 from fnworker.scheduler.model.records import FunctionConfig, FunctionRecord, fqfn_of
 from tests.harness import kubernetes_schema
 

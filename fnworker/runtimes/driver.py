@@ -2,12 +2,16 @@
 and the record a driver is handed to start an instance. No I/O here.
 
 The worker's reconciler decides *what* runs; a driver only makes it so and reports
-how it is going. Drivers never call back into the scheduler.
+how it is going. Drivers never call back into the scheduler. Every long-lived task of
+a driver lives under its ``run``, which the worker starts in its root task group.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
+
+import anyio
+from anyio.abc import TaskStatus
 
 from fnworker.scheduler.model.instances import InstanceMetrics, InstanceSpec
 from fnworker.scheduler.model.records import (
@@ -22,6 +26,11 @@ class RuntimeDriver(Protocol):
     """Starts, stops and reports on function instances of one runtime kind."""
 
     name: str
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Host the driver's background tasks until cancelled (or ``aclose``); report
+        ``task_status.started()`` once ready. The worker runs it in its root task group."""
+        ...
 
     async def start(self, spec: InstanceSpec) -> None:
         """Start the instance; returns once it is starting (errors show in status)."""

@@ -38,6 +38,7 @@ import anyio
 import msgspec
 import pulsar
 import structlog
+from anyio.abc import TaskStatus
 
 from fnworker.runtimes.broker_client import ClientLogger, make_client  # make_client: re-exported
 from fnworker.runtimes.client_pool import (
@@ -143,6 +144,13 @@ class ThreadRuntime(InstanceLifecycle[InstanceSlot]):
         return self._pool.names()
 
     # -- RuntimeDriver -----------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """The driver's place in the worker's root task group: instances run on threads
+        of their own, started by ``start`` and ended by ``stop``/``aclose``, so there is
+        no background task to host."""
+        task_status.started()
+        await anyio.sleep_forever()
 
     def status(self, instance: InstanceId) -> InstanceStatusData | None:
         """The instance's status, or None if this runtime does not hold it."""

@@ -9,7 +9,8 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from fnworker.runtimes.kubernetes.manifests import KubernetesSettings, render
+from fnworker.runtimes.kubernetes.manifests import render
+from fnworker.runtimes.kubernetes.settings import KubernetesSettings
 from fnworker.scheduler.model.records import FunctionConfig, FunctionRecord, fqfn_of
 from tests.harness import kubernetes_schema
 from tests.harness.kubernetes_schema import validate

@@ -19,7 +19,7 @@ from fnworker.runtimes.driver import RuntimeCallError
 from fnworker.runtimes.kubernetes.api_calls import RetryPolicy, TokenBucket, forbidden_sentence
 from fnworker.runtimes.kubernetes.auth_provider import KubernetesSecretsTokenAuthProvider
 from fnworker.runtimes.kubernetes.driver import OWNER_ANNOTATION, KubernetesRuntime
-from fnworker.runtimes.kubernetes.manifests import KubernetesSettings
+from fnworker.runtimes.kubernetes.settings import KubernetesSettings
 from fnworker.runtimes.registry import AVAILABLE, create_driver
 from fnworker.scheduler.model.instances import ClientSettings, InstanceSpec
 from fnworker.scheduler.model.records import (
@@ -62,18 +62,22 @@ async def make_driver(
     kubernetes_api: KubernetesApi,
 ) -> AsyncIterator[Callable[..., KubernetesRuntime]]:
     drivers: list[KubernetesRuntime] = []
+    async with anyio.create_task_group() as group:
 
-    def make(**options: Any) -> KubernetesRuntime:
-        options.setdefault("delete_grace_seconds", 0)
-        options.setdefault("retry", RetryPolicy(attempts=4, base_seconds=0.01, cap_seconds=0.05))
-        options.setdefault("worker_id", "worker-1")
-        driver = KubernetesRuntime(KubernetesSettings(), k8_uri=kubernetes_api.url, **options)
-        drivers.append(driver)
-        return driver
+        def make(**options: Any) -> KubernetesRuntime:
+            options.setdefault("delete_grace_seconds", 0)
+            options.setdefault(
+                "retry", RetryPolicy(attempts=4, base_seconds=0.01, cap_seconds=0.05)
+            )
+            options.setdefault("worker_id", "worker-1")
+            driver = KubernetesRuntime(KubernetesSettings(), k8_uri=kubernetes_api.url, **options)
+            drivers.append(driver)
+            group.start_soon(driver.run)  # as the worker does, in its root task group
+            return driver
 
-    yield make
-    for driver in drivers:
-        await driver.aclose()
+        yield make
+        for driver in drivers:
+            await driver.aclose()  # ends its run
 
 
 async def eventually(check: Callable[[], bool], seconds: float = 5.0) -> None:
@@ -410,3 +414,56 @@ async def test_submitting_inside_pod_outside_a_pod_is_one_sentence_in_status(
         )
     finally:
         await driver.aclose()
+
+
+async def test_run_starts_the_watch_asked_for_before_it_and_aclose_ends_it(
+    kubernetes_api: KubernetesApi,
+) -> None:
+    driver = KubernetesRuntime(
+        KubernetesSettings(), k8_uri=kubernetes_api.url, delete_grace_seconds=0
+    )
+    instance = spec(function()).instance
+    await driver.start(spec(function()))  # not running yet: the watch waits for run
+    assert kubernetes_api.names("statefulsets") == [JOB]
+    assert driver.status(instance) is not None and not driver.status(instance).running  # type: ignore[union-attr]
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            await group.start(driver.run)
+            await eventually(lambda: driver.status(instance).running)  # type: ignore[union-attr]
+            await driver.aclose()  # ends run, so the group can end
+    assert driver.instances() == set()
+
+
+class SteppedClock:
+    """A clock whose sleeps last until the test releases them (then they are real
+    sleeps); it records each sleep."""
+
+    def __init__(self) -> None:
+        self.sleeps: list[float] = []
+        self.release = anyio.Event()
+
+    def now(self) -> float:
+        return 0.0
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        if not self.release.is_set():
+            await self.release.wait()
+        else:
+            await anyio.sleep(seconds)
+
+
+async def test_the_delete_grace_is_waited_on_the_injected_clock(
+    kubernetes_api: KubernetesApi,
+    make_driver: Callable[..., KubernetesRuntime],
+) -> None:
+    clock = SteppedClock()
+    driver = make_driver(delete_grace_seconds=600.0, clock=clock)
+    await driver.start(spec(function()))
+    await driver.stop(spec(function()).instance)
+    await eventually(lambda: 600.0 in clock.sleeps)
+    assert kubernetes_api.names("statefulsets") == [JOB]  # still in its grace
+    clock.release.set()
+    with anyio.fail_after(5):
+        await driver.wait_for_deletes()
+    assert kubernetes_api.names("statefulsets") == []

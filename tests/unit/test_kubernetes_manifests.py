@@ -14,8 +14,10 @@ import pytest
 from fnworker.runtimes.kubernetes import manifests
 from fnworker.runtimes.kubernetes.customizer import BasicCustomizer, NoOpCustomizer, load_customizer
 from fnworker.runtimes.kubernetes.errors import ManifestError
-from fnworker.runtimes.kubernetes.manifests import AuthMaterial, KubernetesSettings, render
+from fnworker.runtimes.kubernetes.manifests import AuthMaterial, render
 from fnworker.runtimes.kubernetes.names import JOB_LABEL
+from fnworker.runtimes.kubernetes.pod_template import VERSION_ANNOTATION
+from fnworker.runtimes.kubernetes.settings import KubernetesSettings, settings_from_worker
 from fnworker.scheduler.model.records import (
     FunctionAuthSpec,
     FunctionConfig,
@@ -138,7 +140,7 @@ def test_pod_boots_the_instance_host_which_downloads_from_the_worker() -> None:
         "name": "POD_NAME",
         "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
     }
-    assert pod(job)["metadata"]["annotations"][manifests.VERSION_ANNOTATION] == "7"
+    assert pod(job)["metadata"]["annotations"][VERSION_ANNOTATION] == "7"
 
 
 def test_a_new_version_changes_the_pod_template_so_pods_roll() -> None:
@@ -271,7 +273,7 @@ def worker(document: dict[str, Any]) -> WorkerConfig:
 
 
 def test_settings_default_to_the_workers_own_urls() -> None:
-    settings = manifests.settings_from_worker(
+    settings = settings_from_worker(
         worker({"pulsarServiceUrl": "pulsar://b:6650", "workerHostname": "w", "workerPort": 6750})
     )
     assert settings.pulsar_service_url == "pulsar://b:6650"
@@ -281,7 +283,7 @@ def test_settings_default_to_the_workers_own_urls() -> None:
 
 
 def test_settings_take_the_factory_keys() -> None:
-    settings = manifests.settings_from_worker(
+    settings = settings_from_worker(
         worker(
             {
                 "secretsProviderConfiguratorClassName": "org.apache.pulsar.functions."
@@ -317,7 +319,7 @@ def test_unsupported_or_invalid_factory_keys_are_rejected(
     factory: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(ManifestError, match=message):
-        manifests.settings_from_worker(worker({"functionRuntimeFactoryConfigs": factory}))
+        settings_from_worker(worker({"functionRuntimeFactoryConfigs": factory}))
 
 
 def test_basic_customizer_class_is_the_default() -> None:

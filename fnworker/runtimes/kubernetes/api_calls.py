@@ -5,18 +5,19 @@ RBAC rule that fixes it). Does network I/O through kubernetes-asyncio."""
 
 from __future__ import annotations
 
-import asyncio
 import random
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import aiohttp
+import anyio
 import msgspec
 import structlog
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
+from kubernetes_asyncio import watch as k8s_watch
 
+from fnworker.runtimes.clock import SYSTEM_CLOCK, Clock
 from fnworker.runtimes.driver import RuntimeCallError
 
 log = structlog.get_logger("fnworker.runtime.kubernetes")
@@ -57,22 +58,23 @@ def forbidden_sentence(verb: str, resource: str, namespace: str) -> str:
 class TokenBucket:
     """Client-side request rate limit: ``rate`` requests/s, bursts of ``burst``."""
 
-    def __init__(self, rate: float, burst: int) -> None:
+    def __init__(self, rate: float, burst: int, clock: Clock = SYSTEM_CLOCK) -> None:
         self.rate = rate
         self.capacity = float(max(1, burst))
         self.tokens = self.capacity
-        self.updated = time.monotonic()
+        self.clock = clock
+        self.updated = clock.now()
 
     async def acquire(self) -> None:
         """Wait until a request may be sent."""
         while True:
-            now = time.monotonic()
+            now = self.clock.now()
             self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
             self.updated = now
             if self.tokens >= 1.0:
                 self.tokens -= 1.0
                 return
-            await asyncio.sleep((1.0 - self.tokens) / self.rate)
+            await self.clock.sleep((1.0 - self.tokens) / self.rate)
 
 
 class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
@@ -98,13 +100,15 @@ class ApiCaller:
         in_cluster_only: bool = False,
         limiter: TokenBucket,
         retry: RetryPolicy,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.k8_uri = k8_uri
         self.in_cluster_only = in_cluster_only
         self.limiter = limiter
         self.retry = retry
+        self.clock = clock
         self._api: k8s.ApiClient | None = None
-        self._api_lock = asyncio.Lock()
+        self._api_lock = anyio.Lock()
 
     async def client(self) -> k8s.ApiClient:
         """The API client, configured on first use (k8Uri, else in-cluster, else kubeconfig)."""
@@ -163,8 +167,33 @@ class ApiCaller:
                     raise KubernetesError(f"{what} failed: {error!r}") from None
                 delay = None
                 log.warning("retrying a Kubernetes call", call=what, error=repr(error))
-            await asyncio.sleep(delay if delay is not None else self.retry.delay(attempt))
+            await self.clock.sleep(delay if delay is not None else self.retry.delay(attempt))
         raise AssertionError("unreachable")
+
+    async def watch_pods(
+        self, namespace: str, selector: str, on_event: Callable[[str, dict[str, Any]], None]
+    ) -> None:
+        """Watch the pods ``selector`` matches in ``namespace``, handing each event's type
+        and raw pod to ``on_event``, until the server ends the stream. Raises Forbidden
+        (a sentence) on 403 and KubernetesError (with the code) on another API error."""
+        api_client = await self.client()
+        await self.limiter.acquire()
+        core = k8s.CoreV1Api(api_client)
+        try:
+            async with k8s_watch.Watch() as watcher:
+                stream = watcher.stream(
+                    core.list_namespaced_pod, namespace, label_selector=selector
+                )
+                async for event in stream:
+                    on_event(event["type"], event["raw_object"])
+        except k8s.ApiException as error:
+            code = int(error.status or 0)
+            if code == 403:
+                raise Forbidden(forbidden_sentence("watch", "pods", namespace), 403) from None
+            raise KubernetesError(
+                f"watch pods in namespace {namespace} failed: {code} {_status_message(error)}",
+                code,
+            ) from None
 
     async def aclose(self) -> None:
         """Close the client (a later call opens a new one)."""

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import anyio
 import structlog
+from anyio.abc import TaskStatus
 
 from fnworker.runtimes.lifecycle import InstanceLifecycle
 from fnworker.runtimes.process.pid_files import end_leftover, pid_file_of
@@ -41,6 +42,19 @@ class ProcessRuntime(InstanceLifecycle[InstanceProcess]):
         self.clock = clock
         self._swept = False
         self._sweep_lock = anyio.Lock()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """The driver's place in the worker's root task group. Supervisors are threads,
+        not tasks (each spawning thread must live exactly as long as its instance is
+        supervised, for the parent-death signal), so nothing runs here; but when the
+        group ends, every supervisor is told to stop at once, and ``stop``/``aclose``
+        then wait for them."""
+        task_status.started()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            for held in list(self._held.values()):
+                held.request_stop()
 
     async def start(self, spec: InstanceSpec) -> None:
         """Start (or start again) an instance; returns once its process is spawned.

@@ -17,8 +17,9 @@ import yaml
 
 from fnworker.runtimes.kubernetes.customizer import load_customizer
 from fnworker.runtimes.kubernetes.errors import ManifestError
-from fnworker.runtimes.kubernetes.manifests import AuthMaterial, render, settings_from_worker
+from fnworker.runtimes.kubernetes.manifests import AuthMaterial, render
 from fnworker.runtimes.kubernetes.secrets import check_secrets
+from fnworker.runtimes.kubernetes.settings import settings_from_worker
 from fnworker.scheduler.cli.function_config import CliError, load_config_file
 from fnworker.scheduler.decide.function_validation import function_config_from_mapping
 from fnworker.scheduler.model.errors import ApiError

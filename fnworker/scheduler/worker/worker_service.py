@@ -268,6 +268,7 @@ async def serve_worker(
         admin_url = (await start_sites(runner, config, bind_address))[0]
         log.info("start-up: REST API listening", url=admin_url)
         async with anyio.create_task_group() as group:
+            await group.start(driver.run)  # the driver's background tasks (watches, ...)
             events = await group.start(backend.run, me)
             admin.ready = True
             log.info("worker started", worker=me.worker_id, url=admin_url, runtime=driver.name)
