@@ -14,9 +14,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
-import msgspec
 from anyio.abc import ObjectReceiveStream, TaskStatus
 
+from fnworker.coordination.events import (
+    AssignmentsChanged,
+    CoordinationEvent,
+    FunctionsChanged,
+    MembershipChanged,
+    MembershipView,
+    VersionConflict,
+)
 from fnworker.scheduler.model.records import (
     Assignment,
     Fqfn,
@@ -26,50 +33,15 @@ from fnworker.scheduler.model.records import (
     WorkerInfo,
 )
 
-
-class VersionConflict(Exception):
-    """A metadata write lost: the stored version is not the one the writer expected."""
-
-    def __init__(self, fqfn: str, expected: int, actual: int) -> None:
-        super().__init__(
-            f"function {fqfn} changed concurrently: expected version {expected}, "
-            f"found {actual}; reload it and try again"
-        )
-        self.fqfn = fqfn
-        self.expected = expected
-        self.actual = actual
-
-
-class MembershipView(msgspec.Struct, frozen=True, kw_only=True):
-    """Who is in the fleet and who leads it, as of leadership ``term``."""
-
-    term: int
-    leader: WorkerInfo | None
-    members: tuple[WorkerInfo, ...]
-
-
-class FunctionsChanged(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    """Functions were created or updated (``changed``) or deleted (``deleted``)."""
-
-    changed: tuple[FunctionRecord, ...] = ()
-    deleted: tuple[Fqfn, ...] = ()
-
-
-class MembershipChanged(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    """The live membership or the leader changed."""
-
-    view: MembershipView
-
-
-class AssignmentsChanged(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    """This worker's own assignments changed under leadership ``term``."""
-
-    term: int
-    assigned: tuple[Assignment, ...] = ()
-    unassigned: tuple[InstanceId, ...] = ()
-
-
-CoordinationEvent = FunctionsChanged | MembershipChanged | AssignmentsChanged
+__all__ = [
+    "AssignmentsChanged",
+    "CoordinationBackend",
+    "CoordinationEvent",
+    "FunctionsChanged",
+    "MembershipChanged",
+    "MembershipView",
+    "VersionConflict",
+]
 
 
 class CoordinationBackend(Protocol):

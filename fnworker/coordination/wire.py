@@ -30,6 +30,8 @@ class Claim(msgspec.Struct, frozen=True, kw_only=True, tag="claim"):
 
     term: int
     candidate: WorkerInfo
+    process: str = ""
+    """The candidate's process (a restarted worker keeps its id, not its process)."""
 
 
 class Lease(msgspec.Struct, frozen=True, kw_only=True, tag="lease"):
@@ -39,6 +41,8 @@ class Lease(msgspec.Struct, frozen=True, kw_only=True, tag="lease"):
     leader: WorkerInfo
     members: tuple[WorkerInfo, ...]
     seq: int
+    process: str = ""
+    """The leader's process: a lease of the same id from another process is not its."""
 
 
 class Heartbeat(msgspec.Struct, frozen=True, kw_only=True, tag="heartbeat"):

@@ -1,0 +1,211 @@
+"""The leader's side of one term, as pure functions over a frozen ``Office``:
+take office from the members' reports, keep the fleet's assignment table, turn a
+planning pass into records, and keep the liveness table and the lease. No I/O.
+
+An office opens when this worker's claim wins. It is *pending* until every
+expected member has reported what it holds (or ``report_wait`` has passed), then
+*ready*: the table is rebuilt from the reports, every member's assignment topic
+is fenced with ``TermStart``, and only then does the worker lead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import immutables
+import msgspec
+
+from fnworker.coordination.protocol.liveness import LivenessTable
+from fnworker.coordination.protocol.messages import (
+    COORDINATE,
+    Send,
+    Timings,
+    assignments_topic,
+)
+from fnworker.coordination.wire import (
+    Assign,
+    Heartbeat,
+    Lease,
+    Leaving,
+    Report,
+    Snapshot,
+    TermStart,
+    Unassign,
+)
+from fnworker.scheduler.model.records import Assignment, InstanceId, WorkerInfo
+
+Table = immutables.Map[InstanceId, Assignment]
+EMPTY_TABLE: Table = immutables.Map()
+
+
+class Office(msgspec.Struct, frozen=True, kw_only=True):
+    """This worker leads ``term`` (``ready``) or is taking office (not yet ready)."""
+
+    term: int
+    process: str
+    since: float
+    expected: tuple[WorkerInfo, ...]
+    ready: bool = False
+    table: Table = EMPTY_TABLE
+    liveness: LivenessTable = LivenessTable()
+    live: tuple[WorkerInfo, ...] = ()
+    last_lease_at: float = 0.0
+    lease_seq: int = 0
+
+
+def open_office(
+    term: int,
+    now: float,
+    me: WorkerInfo,
+    process: str,
+    previous: tuple[WorkerInfo, ...],
+    silent: str | None,
+) -> Office:
+    """A pending office: wait for the reports of the last lease's members and our own.
+
+    ``silent`` (the old leader, which went silent) is not waited for, and counts as
+    a member again only if it heartbeats."""
+    known = {m.worker_id: m for m in previous if m.worker_id != silent}
+    known[me.worker_id] = me
+    return Office(term=term, process=process, since=now, expected=tuple(known.values()))
+
+
+def reports_complete(office: Office, reports: immutables.Map[str, Report]) -> bool:
+    """True when every expected member has reported for this term."""
+    return all(m.worker_id in reports for m in office.expected)
+
+
+def report_wait_over(office: Office, now: float, timings: Timings) -> bool:
+    """True when a pending office has waited long enough for missing reports."""
+    return not office.ready and now - office.since >= timings.report_wait
+
+
+def take_office(
+    office: Office, reports: Iterable[Report], me: WorkerInfo, now: float, timings: Timings
+) -> tuple[Office, list[Send]]:
+    """Rebuild the table from the reports, fence every expected member's topic, lead."""
+    liveness = LivenessTable().expect(office.expected, now)
+    ready = msgspec.structs.replace(
+        office,
+        ready=True,
+        table=rebuild_table(reports),
+        liveness=liveness,
+        live=liveness.live(now, timings.dead_timeout),
+    )
+    fences = [
+        Send(topic=assignments_topic(m.worker_id), record=TermStart(term=office.term))
+        for m in office.expected
+    ]
+    ready, lease = renew_lease(ready, me, now)
+    return ready, [*fences, lease]
+
+
+def renew_lease(office: Office, me: WorkerInfo, now: float) -> tuple[Office, Send]:
+    """Tell the fleet this worker still leads, and who is alive."""
+    seq = office.lease_seq + 1
+    lease = Lease(term=office.term, leader=me, members=office.live, seq=seq, process=office.process)
+    renewed = msgspec.structs.replace(office, lease_seq=seq, last_lease_at=now)
+    return renewed, Send(topic=COORDINATE, record=lease)
+
+
+def rebuild_table(reports: Iterable[Report]) -> Table:
+    """The fleet's assignments from workers' reports; the newest claim to an instance wins."""
+    table = EMPTY_TABLE.mutate()
+    for report in reports:
+        for assignment in report.held:
+            previous = table.get(assignment.instance)
+            if previous is None or (assignment.term, assignment.version) > (
+                previous.term,
+                previous.version,
+            ):
+                table[assignment.instance] = assignment
+    return table.finish()
+
+
+def late_report(office: Office, report: Report) -> tuple[Office, list[Send]]:
+    """A report that missed the take-over: keep what nobody else took, stop the rest."""
+    topic = assignments_topic(report.worker_id)
+    sends = []
+    table = office.table.mutate()
+    for assignment in report.held:
+        owner = table.get(assignment.instance)
+        if owner is None:
+            table[assignment.instance] = assignment
+        elif owner.worker != report.worker_id:
+            unassign = Unassign(instance=assignment.instance, term=report.term)
+            sends.append(Send(topic=topic, record=unassign))
+    return msgspec.structs.replace(office, table=table.finish()), sends
+
+
+def publish(
+    office: Office, assigned: Iterable[Assignment], unassigned: Iterable[InstanceId]
+) -> tuple[Office, list[Send]]:
+    """The records of a planning pass, each on its worker's own topic, and the new table."""
+    term = office.term
+    sends = []
+    table = office.table.mutate()
+    for instance in unassigned:
+        previous = table.pop(instance, None)
+        if previous is not None:
+            record = Unassign(instance=instance, term=term)
+            sends.append(Send(topic=assignments_topic(previous.worker), record=record))
+    for assignment in assigned:
+        previous = table.get(assignment.instance)
+        if previous is not None and previous.worker != assignment.worker:
+            record = Unassign(instance=assignment.instance, term=term)
+            sends.append(Send(topic=assignments_topic(previous.worker), record=record))
+        table[assignment.instance] = assignment
+        sends.append(
+            Send(topic=assignments_topic(assignment.worker), record=Assign(assignment=assignment))
+        )
+    return msgspec.structs.replace(office, table=table.finish()), sends
+
+
+def on_heartbeat(
+    office: Office, beat: Heartbeat, now: float, timings: Timings
+) -> tuple[Office, list[Send]]:
+    """Update liveness; a new session (a restart, or a worker that fenced itself) gets
+    a snapshot of what it should run."""
+    liveness, fresh = office.liveness.heartbeat(beat.worker, beat.session, now)
+    if not fresh:
+        return msgspec.structs.replace(office, liveness=liveness), []
+    updated = msgspec.structs.replace(
+        office, liveness=liveness, live=liveness.live(now, timings.dead_timeout)
+    )
+    return updated, snapshot_of(office, beat.worker.worker_id, beat.session)
+
+
+def snapshot_of(office: Office, worker_id: str, session: str) -> list[Send]:
+    """Everything ``worker_id`` should run under this term, for its ``session``."""
+    held = tuple(a for a in office.table.values() if a.worker == worker_id)
+    topic = assignments_topic(worker_id)
+    snapshot = Snapshot(term=office.term, session=session, assignments=held)
+    return [
+        Send(topic=topic, record=TermStart(term=office.term)),
+        Send(topic=topic, record=snapshot),
+    ]
+
+
+def on_leaving(office: Office, leaving: Leaving, now: float, timings: Timings) -> Office | None:
+    """Forget a worker that left cleanly; None if it was not known with that session."""
+    liveness = office.liveness.leaving(leaving.worker_id, leaving.session)
+    if liveness is None:
+        return None
+    return msgspec.structs.replace(
+        office, liveness=liveness, live=liveness.live(now, timings.dead_timeout)
+    )
+
+
+def sweep(office: Office, now: float, timings: Timings) -> tuple[Office, tuple[str, ...] | None]:
+    """Recompute who is alive; the ids declared dead since the last sweep (None when
+    the live set did not change)."""
+    live = office.liveness.live(now, timings.dead_timeout)
+    if live == office.live:
+        return office, None
+    gone = tuple(sorted({w.worker_id for w in office.live} - {w.worker_id for w in live}))
+    return msgspec.structs.replace(office, live=live), gone
+
+
+def lease_due(office: Office, now: float, timings: Timings) -> bool:
+    """True when the lease must be renewed."""
+    return now - office.last_lease_at >= timings.lease_renew
