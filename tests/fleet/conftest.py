@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pulsar
 import pytest
 
 from fnworker.coordination.embedded_broker import free_loopback_port, start_embedded_broker
+from fnworker.coordination.topics import cluster_topics
 from tests.conftest import quiet_client
 from tests.e2e.helpers import BASE, CLASS, EXAMPLE, Reply, call, function_form
 from tests.integration.worker_process import spawn_worker
@@ -152,6 +154,41 @@ def holders(workers: list[FleetWorker]) -> dict[str, list[str]]:
             if held["running"]:
                 running.setdefault(held["name"], []).append(worker.name)
     return running
+
+
+def wire_records(broker_url: str, topic: str) -> list[dict[str, Any]]:
+    """Every record written so far on a coordination topic, decoded from msgpack into
+    plain dicts: what the fleet said on the wire, whatever the classes that wrote it."""
+    with quiet_client(broker_url, "fleet-wire-reader") as connection:
+        reader = connection.create_reader(topic, pulsar.MessageId.earliest)
+        try:
+            found = []
+            while reader.has_message_available():
+                found.append(msgspec.msgpack.decode(reader.read_next(timeout_millis=10_000).data()))
+            return found
+        finally:
+            reader.close()
+
+
+def sessions_of(fleet: Fleet, worker: str, namespace: str = "public/functions") -> set[str]:
+    """The sessions ``worker`` has heartbeated under: a new one each time it starts or
+    fences itself after a freeze."""
+    topic = cluster_topics(namespace).heartbeats
+    return {
+        r["session"]
+        for r in wire_records(fleet.broker_url, topic)
+        if r.get("type") == "heartbeat" and r["worker"]["workerId"] == worker
+    }
+
+
+def claims_by(fleet: Fleet, worker: str, namespace: str = "public/functions") -> list[int]:
+    """The leadership terms ``worker`` has claimed on the coordinate topic."""
+    topic = cluster_topics(namespace).coordinate
+    return [
+        r["term"]
+        for r in wire_records(fleet.broker_url, topic)
+        if r.get("type") == "claim" and r["candidate"]["workerId"] == worker
+    ]
 
 
 @pytest.fixture
