@@ -108,10 +108,12 @@ class PodServer:
             thread.start()
 
     def close(self) -> None:
-        """Stop serving and free the ports."""
+        """Stop serving, free the ports and wait for the serving threads to end."""
         for server in self.servers:
             server.shutdown()
             server.server_close()
+        for thread in self.threads:
+            thread.join(timeout=5.0)
 
 
 def serve_pod(
