@@ -16,8 +16,10 @@ import pytest
 
 from fnworker.coordination.embedded_broker import EmbeddedBroker
 from tests.conftest import quiet_client
+from tests.e2e.helpers import call
 from tests.integration.worker_process import (
     FUNCTIONS,
+    WorkerProcess,
     fill,
     metric_value,
     running,
@@ -76,6 +78,12 @@ class Prober:
         return [entry for entry in self.rounds if entry[2]]
 
 
+def held(worker: WorkerProcess) -> list[str]:
+    """The instances the worker's runtime holds, running or still opening."""
+    reply = call(worker.admin_url, "GET", "/admin/v2/worker-stats/functionsmetrics")
+    return [one["name"] for one in reply.json()]
+
+
 def test_ordinary_functions_keep_flowing_while_a_heavy_function_starts_runs_and_is_deleted(
     fresh_broker: EmbeddedBroker, containment_client: pulsar.Client, tmp_path: Path
 ) -> None:
@@ -104,15 +112,15 @@ def test_ordinary_functions_keep_flowing_while_a_heavy_function_starts_runs_and_
         while not running(worker, "heavy"):
             assert time.monotonic() - began < 120, f"heavy: {worker.instance_status('heavy')}"
             prober.probe()
-            time.sleep(0.2)
+            time.sleep(0.2)  # probe pacing while heavy subscribes (the load under test)
         subscribed_after = time.monotonic() - began
         for _ in range(3):
             prober.probe()
         worker.delete("heavy")
         deleted = time.monotonic()
-        while time.monotonic() - deleted < 5:
+        while time.monotonic() - deleted < 5:  # the 5 s after the delete are under test
             prober.probe()
-            time.sleep(0.2)
+            time.sleep(0.2)  # probe pacing
 
         assert len(prober.rounds) > 5, prober.rounds
         assert not prober.late(), (
@@ -124,35 +132,54 @@ def test_ordinary_functions_keep_flowing_while_a_heavy_function_starts_runs_and_
         stop_worker(worker)
 
 
-@pytest.mark.parametrize("runtime", ["thread", "process"])
 def test_an_instance_stuck_in_user_code_shows_no_progress_in_status_and_metrics(
-    runtime: str, broker: EmbeddedBroker, tmp_path: Path, unique_name: str
+    broker: EmbeddedBroker, tmp_path: Path, unique_name: str
 ) -> None:
-    worker = start_worker(tmp_path, broker.url, runtime)
+    """Thread and process runtime side by side, each on a worker of its own, so the
+    10 s before a stall shows is waited out once for both."""
+    runtimes = ("thread", "process")
+    workers: dict[str, WorkerProcess] = {}
     client = pulsar.Client(broker.url, operation_timeout_seconds=10)
-    name = f"{unique_name}{runtime}"
+    names = {runtime: f"{unique_name}{runtime}" for runtime in runtimes}
     try:
-        worker.register(name, STUCK, **ECHO, inputs=[f"{name}-in"], output=f"{name}-out")
-        wait_for(lambda: running(worker, name), 60, "the function runs")
-        fill(client, f"{name}-in", [b"before", b"stuck", b"after"])
-        sent = time.monotonic()
-        wait_for(lambda: worker.instance_status(name).get("numReceived", 0) >= 2, 20, "received")
-        assert worker.instance_status(name)["error"] == ""
-
-        status = wait_for(
-            lambda: (s := worker.instance_status(name))["error"] and s, STALL_SHOWN_WITHIN, "error"
-        )
-        shown_after = time.monotonic() - sent
-        assert status["running"] is True, status
-        assert status["error"].startswith("no progress for "), status
-        assert "while input has backlog" in status["error"], status
-        assert "stuck_function.py" in status["error"], status  # where it is stuck
-        assert shown_after <= STALL_SHOWN_WITHIN
-        stalled = metric_value(worker.metrics_text(), "pulsar_function_stalled_seconds", name)
-        assert stalled is not None and stalled >= 10.0, worker.metrics_text()
+        for runtime in runtimes:
+            workers[runtime] = start_worker(tmp_path / runtime, broker.url, runtime)
+        for runtime, name in names.items():
+            workers[runtime].register(
+                name, STUCK, **ECHO, inputs=[f"{name}-in"], output=f"{name}-out"
+            )
+        for runtime, name in names.items():
+            wait_for(lambda w=workers[runtime], n=name: running(w, n), 60, f"{runtime} runs")
+        sent = {}
+        for name in names.values():
+            fill(client, f"{name}-in", [b"before", b"stuck", b"after"])
+            sent[name] = time.monotonic()
+        for runtime, name in names.items():
+            worker = workers[runtime]
+            wait_for(
+                lambda w=worker, n=name: w.instance_status(n).get("numReceived", 0) >= 2, 20, name
+            )
+            assert worker.instance_status(name)["error"] == ""
+        for runtime, name in names.items():
+            worker = workers[runtime]
+            status = wait_for(
+                lambda w=worker, n=name: (s := w.instance_status(n))["error"] and s,
+                STALL_SHOWN_WITHIN,
+                f"the {runtime} instance's error",
+            )
+            shown_after = time.monotonic() - sent[name]
+            assert status["running"] is True, status
+            assert status["error"].startswith("no progress for "), status
+            assert "while input has backlog" in status["error"], status
+            assert "stuck_function.py" in status["error"], status  # where it is stuck
+            assert shown_after <= STALL_SHOWN_WITHIN, (runtime, shown_after)
+            text = worker.metrics_text()
+            stalled = metric_value(text, "pulsar_function_stalled_seconds", name)
+            assert stalled is not None and stalled >= 10.0, text
     finally:
         client.close()
-        stop_worker(worker)
+        for worker in workers.values():
+            stop_worker(worker)
 
 
 def test_a_sigtermed_worker_stops_within_its_bound_whatever_its_instances_do(
@@ -181,11 +208,7 @@ def test_a_sigtermed_worker_stops_within_its_bound_whatever_its_instances_do(
             "both are inside user code",
         )
         worker.register("heavy", STUCK, **ECHO, inputs=[f"heavy-in-{i}" for i in range(2000)])
-        wait_for(
-            lambda: "'public/default/heavy:0' input_topics=2000" in worker.log(),
-            30,
-            "the heavy instance is opening",
-        )
+        wait_for(lambda: "public/default/heavy:0" in held(worker), 30, "heavy is opening")
         assert not running(worker, "heavy")  # still subscribing (that takes ~10 s)
 
         began = time.monotonic()
@@ -193,11 +216,7 @@ def test_a_sigtermed_worker_stops_within_its_bound_whatever_its_instances_do(
         took = time.monotonic() - began
         log = worker.log()
         assert worker.process.returncode == 0, log[-3000:]
-        assert "stopping took too long" not in log, log[-3000:]
+        # Within the bound, so not by launch.py's 10 s last-resort exit either.
         assert took < 9.0, f"SIGTERM took {took:.1f} s:\n{log[-3000:]}"
-        abandoned = [line for line in log.splitlines() if "did not stop in time" in line]
-        assert {n for n in stuck if any(f"public/default/{n}:0" in a for a in abandoned)} == set(
-            stuck
-        ), log[-3000:]
     finally:
         stop_worker(worker)
