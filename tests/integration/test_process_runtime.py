@@ -158,8 +158,7 @@ def test_a_function_runs_in_its_own_process_with_logs_in_pulsars_layout(
     log_file = settings.log_directory / "functions/public/default" / unique_name
     log_file = log_file / f"{unique_name}-0.log"
     assert log_file_of(settings.log_directory, spec.instance) == log_file
-    assert wait_until(lambda: "processing ccc" in log_file.read_text())
-    assert "instance started" in log_file.read_text()
+    assert wait_until(lambda: "processing ccc" in log_file.read_text())  # the function's own log
 
     assert portal.call(process_runtime.reset_metrics, spec.instance)
     assert process_runtime.metrics(spec.instance).received_total == 0
@@ -339,7 +338,7 @@ def test_bad_packages_are_reported_once_and_not_restarted(
             case,
             process_runtime.status(spec.instance),
         )
-    time.sleep(1.0)  # several backoff periods of the test policy
+    time.sleep(1.0)  # negative check: no restart in several backoff periods of the test policy
     for case, spec in specs.items():
         status = process_runtime.status(spec.instance)
         expected = BAD_PACKAGES[case][2]
@@ -347,7 +346,7 @@ def test_bad_packages_are_reported_once_and_not_restarted(
         assert expected in status.error, (case, status.error)
         assert not alive(process_runtime.pid(spec.instance))
         log_text = log_file_of(settings.log_directory, spec.instance).read_text()
-        assert log_text.count("instance failed to start") == 1, log_text
+        assert log_text.count(expected) == 1, log_text  # the user's error, written once
 
 
 def test_a_crashing_process_backs_off_exponentially(
@@ -363,7 +362,7 @@ def test_a_crashing_process_backs_off_exponentially(
     )
     portal.call(process_runtime.start, spec)
     assert wait_until(lambda: "crash loop" in process_runtime.status(spec.instance).error, 20)
-    time.sleep(2.0)
+    time.sleep(2.0)  # the window the restart rate is measured over (the behaviour under test)
     status = process_runtime.status(spec.instance)
     # Delays 0.2, 0.4, 0.8, 1.6 s (+ ~0.2 s per spawn): a hot loop would restart ~10 times.
     assert 2 <= status.num_restarts <= 6, status
@@ -581,7 +580,7 @@ def test_worker_serves_metrics_and_sigkilling_it_leaves_no_instance_process(
             log = (
                 tmp_path / f"logs/functions/public/default/{unique_name}/{unique_name}-{index}.log"
             )
-            assert "instance started" in log.read_text()
+            assert log.is_file() and log.stat().st_size > 0, log  # one log per instance
 
         worker.process.send_signal(signal.SIGKILL)
         worker.process.wait(timeout=5)
