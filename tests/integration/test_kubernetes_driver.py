@@ -467,3 +467,25 @@ async def test_the_delete_grace_is_waited_on_the_injected_clock(
     with anyio.fail_after(5):
         await driver.wait_for_deletes()
     assert kubernetes_api.names("statefulsets") == []
+
+
+class CountingClock:
+    """A clock that only moves when something sleeps on it."""
+
+    def __init__(self) -> None:
+        self.time = 0.0
+
+    def now(self) -> float:
+        return self.time
+
+    async def sleep(self, seconds: float) -> None:
+        self.time += seconds
+
+
+async def test_token_bucket_waits_on_the_injected_clock() -> None:
+    clock = CountingClock()
+    bucket = TokenBucket(rate=64.0, burst=5, clock=clock)  # 1/64 s is exact in binary
+    with anyio.fail_after(5):
+        for _ in range(15):
+            await bucket.acquire()
+    assert clock.time == 10 / 64  # 5 at once, then 10 at 64/s
