@@ -7,12 +7,10 @@ metrics reset may note an error from another thread, so every read and write goe
 through ``PhaseCell`` under one lock, and a move the table does not allow raises
 ``IllegalTransition`` instead of silently leaving the status wrong.
 
-    STARTING ──> RUNNING ──> BACKING_OFF ──> STARTING ...
-        │           │             │
-        ├──> FAILED (a package that does not load: not restarted) ──> STOPPED
-        └──> STOPPING (a stop was requested while a process ran) ──> STOPPED
-
-docs/process-runtime.md has the table of every legal move.
+The life of one instance: STARTING -> RUNNING -> (the process ends) BACKING_OFF ->
+STARTING -> ...; a package that does not load goes to FAILED (never restarted); a
+stop goes through STOPPING (a process was running) or directly to STOPPED, which is
+terminal. ``LEGAL_MOVES`` is the whole table; docs/process-runtime.md shows it.
 """
 
 from __future__ import annotations
