@@ -489,3 +489,14 @@ async def test_token_bucket_waits_on_the_injected_clock() -> None:
         for _ in range(15):
             await bucket.acquire()
     assert clock.time == 10 / 64  # 5 at once, then 10 at 64/s
+
+
+async def test_token_bucket_ends_when_the_refill_rounds_just_below_one_token() -> None:
+    """At 100/s, 1/100 s is not exact in binary: the refill can leave 0.999... tokens,
+    and the wait for the rest is too small to move the clock; the bucket still ends."""
+    clock = CountingClock()
+    bucket = TokenBucket(rate=100.0, burst=1, clock=clock)
+    with anyio.fail_after(5):
+        for _ in range(200):
+            await bucket.acquire()
+    assert abs(clock.time - 199 / 100) < 1e-6

@@ -71,8 +71,10 @@ class TokenBucket:
             now = self.clock.now()
             self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
             self.updated = now
-            if self.tokens >= 1.0:
-                self.tokens -= 1.0
+            # A hair under one token is one token: the refill above can round to
+            # 0.999..., and a wait for the last 1e-16 may not move the clock at all.
+            if self.tokens >= 1.0 - 1e-9:
+                self.tokens = max(0.0, self.tokens - 1.0)
                 return
             await self.clock.sleep((1.0 - self.tokens) / self.rate)
 
