@@ -50,7 +50,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.common import machine, results_dir
-from fnworker.coordination.memory import MemoryCluster, MemoryCoordination
+from bench.sim.instant_cluster import MemoryCluster, MemoryCoordination
 from fnworker.scheduler.admin.leader_control import LeaderControl, Wakeup
 from fnworker.scheduler.decide.admission_limits import AdmissionMemo, FunctionLimits
 from fnworker.scheduler.decide.assignment_plan import CHANGE_REASONS, plan_assignments

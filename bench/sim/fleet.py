@@ -24,6 +24,7 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from bench.sim.instant_cluster import MemoryCluster, MemoryCoordination
 from fnworker.coordination.backend import (
     AssignmentsChanged,
     CoordinationEvent,
@@ -31,7 +32,6 @@ from fnworker.coordination.backend import (
     MembershipChanged,
     VersionConflict,
 )
-from fnworker.coordination.memory import MemoryCluster, MemoryCoordination
 from fnworker.scheduler.admin.leader_control import Wakeup
 from fnworker.scheduler.model.records import (
     Assignment,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import msgspec
 
+from fnworker.coordination.protocol.messages import Timings
+
 
 class FleetSettings(msgspec.Struct, frozen=True, kw_only=True):
     """How often workers speak, and how long silence means death."""
@@ -17,3 +19,14 @@ class FleetSettings(msgspec.Struct, frozen=True, kw_only=True):
     claim_stagger: float = 0.05
     report_wait: float = 0.3
     client_log_file: str | None = None
+
+    def timings(self) -> Timings:
+        """The protocol's timings."""
+        return Timings(
+            heartbeat_interval=self.heartbeat_interval,
+            dead_timeout=self.dead_timeout,
+            lease_renew=self.lease_renew,
+            lease_timeout=self.lease_timeout,
+            claim_stagger=self.claim_stagger,
+            report_wait=self.report_wait,
+        )

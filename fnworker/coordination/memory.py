@@ -1,120 +1,87 @@
-"""The in-process coordination backend: one ``MemoryCluster`` shared by any number
-of workers in one process (standalone mode, tests, simulations of large fleets).
+"""The in-process coordination backend: the same fleet protocol as the pulsar backend
+(protocol/, run by a ``ProtocolDriver``) over in-memory topics, so every worker of
+one ``MemoryCluster`` in one process (standalone on ``coordinationBackend:
+memory``, tests) elects, fences and assigns exactly as a fleet on Pulsar does.
 
-No I/O beyond in-memory streams. Leadership goes to the earliest-joined live
-member; each change of leader starts a new term, and assignments written with an
-older term are ignored, exactly as readers of the pulsar backend ignore them.
+A ``MemoryTopic`` is an append-only list read through per-worker cursors: one
+total order per topic, as in Pulsar. Nothing outlives the process. Does no I/O
+beyond in-memory streams.
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio
-from anyio.abc import ObjectReceiveStream, TaskStatus
+from anyio.abc import ObjectReceiveStream, TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectSendStream
 
-from fnworker.coordination.backend import (
-    AssignmentsChanged,
-    CoordinationEvent,
-    FunctionsChanged,
-    MembershipChanged,
-    MembershipView,
-    VersionConflict,
-)
+from fnworker.coordination.clock import SYSTEM_CLOCK, Clock
+from fnworker.coordination.driver import ProtocolDriver
+from fnworker.coordination.events import CoordinationEvent, FunctionsChanged, MembershipView
+from fnworker.coordination.metadata_log import MetadataLog
+from fnworker.coordination.protocol import Send, Timings, Topic, membership_of, table_of
+from fnworker.coordination.wire import FunctionWrite
 from fnworker.scheduler.model.records import (
     Assignment,
     Fqfn,
     FunctionRecord,
     InstanceId,
     PackageRef,
-    WorkerId,
     WorkerInfo,
 )
 
+METADATA = "metadata"
 
-class MemoryCluster:
-    """The shared state of one cluster and the event streams of its members."""
+
+class MemoryTopic:
+    """An append-only log and a wake-up for the readers waiting at its end."""
 
     def __init__(self) -> None:
-        self.functions: dict[Fqfn, FunctionRecord] = {}
-        self.members: dict[WorkerId, WorkerInfo] = {}
-        self.term = 0
-        self.leader: WorkerId | None = None
-        self.assignments: dict[InstanceId, Assignment] = {}
-        self.streams: dict[WorkerId, MemoryObjectSendStream[CoordinationEvent]] = {}
-        self.assignment_records_delivered = 0
+        self.records: list[Any] = []
+        self.grown = anyio.Event()
 
-    def view(self) -> MembershipView:
-        """The current membership as every member sees it."""
-        leader = self.members.get(self.leader) if self.leader else None
-        return MembershipView(term=self.term, leader=leader, members=tuple(self.members.values()))
+    def append(self, record: Any) -> None:
+        """Store one record and wake every reader."""
+        self.records.append(record)
+        self.grown.set()
+        self.grown = anyio.Event()
 
-    def broadcast(self, event: CoordinationEvent) -> None:
-        """Deliver one event to every member."""
-        for stream in list(self.streams.values()):
-            self.send(stream, event)
+    async def read(self, start: int, apply: Callable[[Any], None]) -> None:
+        """Apply every record from ``start`` on, waiting for more at the end, forever."""
+        position = start
+        while True:
+            while position < len(self.records):
+                record = self.records[position]
+                position += 1
+                apply(record)
+            await self.grown.wait()
 
-    def send(
-        self, stream: MemoryObjectSendStream[CoordinationEvent], event: CoordinationEvent
-    ) -> None:
-        """Deliver one event; a member whose stream is closed simply misses it."""
-        try:
-            stream.send_nowait(event)
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            pass
 
-    def elect(self) -> None:
-        """Give leadership to the earliest-joined member if the leader is gone."""
-        if self.leader in self.members:
-            return
-        self.leader = next(iter(self.members), None)
-        self.term += 1
+class MemoryCluster:
+    """The topics of one cluster, shared by its workers in one process."""
 
-    def remove_member(self, worker: WorkerId) -> None:
-        """Drop a member (left or declared dead) and elect a new leader if needed."""
-        self.members.pop(worker, None)
-        stream = self.streams.pop(worker, None)
-        if stream is not None:
-            stream.close()
-        self.elect()
-        self.broadcast(MembershipChanged(view=self.view()))
+    def __init__(self, timings: Timings | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.timings = timings or Timings()
+        self.clock = clock
+        self.topics: dict[str, MemoryTopic] = {}
 
-    def apply_assignments(
-        self, term: int, assigned: Sequence[Assignment], unassigned: Sequence[InstanceId]
-    ) -> bool:
-        """Apply a leader's write if its term is current; tell each worker its part."""
-        if term != self.term:
-            return False
-        per_worker: dict[WorkerId, tuple[list[Assignment], list[InstanceId]]] = defaultdict(
-            lambda: ([], [])
-        )
-        for instance in unassigned:
-            previous = self.assignments.pop(instance, None)
-            if previous is not None:
-                per_worker[previous.worker][1].append(instance)
-        for assignment in assigned:
-            previous = self.assignments.get(assignment.instance)
-            if previous is not None and previous.worker != assignment.worker:
-                per_worker[previous.worker][1].append(assignment.instance)
-            self.assignments[assignment.instance] = assignment
-            per_worker[assignment.worker][0].append(assignment)
-        for worker, (mine, gone) in per_worker.items():
-            stream = self.streams.get(worker)
-            if stream is not None:
-                self.assignment_records_delivered += len(mine) + len(gone)
-                self.send(
-                    stream,
-                    AssignmentsChanged(term=term, assigned=tuple(mine), unassigned=tuple(gone)),
-                )
-        return True
+    def topic(self, name: str) -> MemoryTopic:
+        """The topic called ``name`` (made on first use)."""
+        return self.topics.setdefault(name, MemoryTopic())
 
-    def assignments_of(self, worker: WorkerId) -> tuple[Assignment, ...]:
-        """Every assignment currently held by one worker."""
-        return tuple(a for a in self.assignments.values() if a.worker == worker)
+    def name_of(self, topic: Topic) -> str:
+        """The name of a protocol topic."""
+        return f"{topic.kind}/{topic.worker}" if topic.worker else topic.kind
+
+    async def publish(self, sends: Sequence[Send]) -> None:
+        """Store the protocol's records in order (implements the driver's Publisher)."""
+        for send in sends:
+            self.topic(self.name_of(send.topic)).append(send.record)
 
 
 class MemoryCoordination:
@@ -122,18 +89,56 @@ class MemoryCoordination:
 
     def __init__(self, cluster: MemoryCluster) -> None:
         self.cluster = cluster
+        self.session = uuid.uuid4().hex[:12]
+        self.metadata = MetadataLog()
         self.me: WorkerInfo | None = None
+        self.driver: ProtocolDriver | None = None
 
     async def run(
         self, me: WorkerInfo, *, task_status: TaskStatus[ObjectReceiveStream[CoordinationEvent]]
     ) -> None:
-        """Join, hand over the event stream, and leave when cancelled."""
-        stream = await self.join(me)
+        """Join, hand over the event stream, and leave cleanly when cancelled."""
+        self.me = me
+        send, receive = anyio.create_memory_object_stream[CoordinationEvent](math.inf)
         try:
-            task_status.started(stream)
-            await anyio.sleep_forever()
+            async with anyio.create_task_group() as group:
+                await self.start_reading(group, me, send)
+                task_status.started(receive)
         finally:
-            await self.leave()
+            with anyio.CancelScope(shield=True):
+                if self.driver is not None:
+                    await self.driver.leave()
+
+    async def start_reading(
+        self,
+        group: TaskGroup,
+        me: WorkerInfo,
+        events: MemoryObjectSendStream[CoordinationEvent],
+    ) -> None:
+        """Catch up on metadata, open the readers, start the protocol."""
+        cluster = self.cluster
+        metadata = cluster.topic(METADATA)
+        replayed = len(metadata.records)
+        for write in metadata.records:
+            self.metadata.apply(write)
+        events.send_nowait(FunctionsChanged(changed=tuple(self.metadata.functions().values())))
+        driver = ProtocolDriver(me, self.session, cluster.timings, cluster.clock, cluster, events)
+        self.driver = driver
+        mine = cluster.topic(cluster.name_of(Topic(kind="assignments", worker=me.worker_id)))
+        heartbeats = cluster.topic("heartbeats")
+        group.start_soon(mine.read, len(mine.records), driver.deliver)
+        group.start_soon(cluster.topic("coordinate").read, 0, driver.deliver)
+        group.start_soon(heartbeats.read, len(heartbeats.records), driver.deliver)
+        group.start_soon(metadata.read, replayed, self.apply_metadata_event)
+        await group.start(driver.run)
+
+    def apply_metadata_event(self, write: FunctionWrite) -> None:
+        """Apply a metadata write and tell the worker."""
+        if self.metadata.apply(write) and self.driver is not None:
+            if write.record is None:
+                self.driver.emit(FunctionsChanged(deleted=(write.fqfn,)))
+            else:
+                self.driver.emit(FunctionsChanged(changed=(write.record,)))
 
     async def store_package(self, ref: PackageRef, path: Path) -> PackageRef:
         """Every member shares this process's disk: nothing to do."""
@@ -143,62 +148,46 @@ class MemoryCoordination:
         """Never needed in one process: the package is already on this disk."""
         raise FileNotFoundError(f"package {ref.path} is not in the local store")
 
-    async def join(self, me: WorkerInfo) -> ObjectReceiveStream[CoordinationEvent]:
-        """Become a member and receive the current state as the first events."""
-        cluster = self.cluster
-        self.me = me
-        send, receive = anyio.create_memory_object_stream[CoordinationEvent](math.inf)
-        old = cluster.streams.pop(me.worker_id, None)
-        if old is not None:
-            old.close()
-        cluster.streams[me.worker_id] = send
-        cluster.members[me.worker_id] = me
-        cluster.elect()
-        cluster.send(send, FunctionsChanged(changed=tuple(cluster.functions.values())))
-        cluster.send(
-            send,
-            AssignmentsChanged(term=cluster.term, assigned=cluster.assignments_of(me.worker_id)),
-        )
-        cluster.broadcast(MembershipChanged(view=cluster.view()))
-        return receive
-
-    async def leave(self) -> None:
-        """Leave the cluster; the leader re-plans this worker's instances at once."""
-        if self.me is not None and self.me.worker_id in self.cluster.members:
-            self.cluster.remove_member(self.me.worker_id)
-
     async def write_function(self, record: FunctionRecord, expected_version: int) -> None:
         """Store a function version if nobody else changed it meanwhile."""
-        current = self.cluster.functions.get(record.fqfn)
-        actual = current.version if current else 0
-        if actual != expected_version:
-            raise VersionConflict(record.fqfn, expected_version, actual)
-        self.cluster.functions[record.fqfn] = record
-        self.cluster.broadcast(FunctionsChanged(changed=(record,)))
+        await self.write(record.fqfn, record, expected_version)
 
     async def delete_function(self, fqfn: Fqfn, expected_version: int) -> None:
         """Delete a function if nobody else changed it meanwhile."""
-        current = self.cluster.functions.get(fqfn)
-        actual = current.version if current else 0
-        if actual != expected_version:
-            raise VersionConflict(fqfn, expected_version, actual)
-        del self.cluster.functions[fqfn]
-        self.cluster.broadcast(FunctionsChanged(deleted=(fqfn,)))
+        await self.write(fqfn, None, expected_version)
+
+    async def write(self, fqfn: Fqfn, record: FunctionRecord | None, expected: int) -> None:
+        """Append the next version to the metadata topic; wait until it is decided."""
+        write = FunctionWrite(
+            fqfn=fqfn,
+            version=expected + 1,
+            record=record,
+            writer=self.me.worker_id if self.me else "",
+            request_id=uuid.uuid4().hex,
+        )
+
+        async def publish(write: FunctionWrite) -> None:
+            self.cluster.topic(METADATA).append(write)
+
+        await self.metadata.write(write, expected, publish)
 
     def functions(self) -> Mapping[Fqfn, FunctionRecord]:
-        """Every function in the cluster."""
-        return self.cluster.functions
+        """Every function, as this worker's metadata reader has applied them."""
+        return self.metadata.functions()
 
     def membership(self) -> MembershipView:
-        """The current members and leader."""
-        return self.cluster.view()
+        """This worker's view of the fleet."""
+        if self.driver is None:
+            return MembershipView(term=0, leader=None, members=())
+        return membership_of(self.driver.state)
 
     def assignments(self) -> Mapping[InstanceId, Assignment]:
-        """The whole cluster's assignments."""
-        return self.cluster.assignments
+        """The whole fleet's assignments (the leader's table; empty elsewhere)."""
+        return table_of(self.driver.state) if self.driver is not None else {}
 
     async def publish_assignments(
         self, term: int, assigned: Sequence[Assignment], unassigned: Sequence[InstanceId]
     ) -> None:
-        """Write the leader's changes; silently ignored when ``term`` is stale."""
-        self.cluster.apply_assignments(term, assigned, unassigned)
+        """Leader only: write what changed; refused (logged) when ``term`` is stale."""
+        if self.driver is not None:
+            await self.driver.publish(term, assigned, unassigned)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fnworker.coordination.liveness import LivenessTable
+from fnworker.coordination.protocol.liveness import LivenessTable
+from fnworker.coordination.protocol.own_assignments import OwnAssignments
 from fnworker.coordination.topics import cluster_topics, topic_safe
-from fnworker.coordination.views import AssignmentView, MetadataView
+from fnworker.coordination.views import MetadataView
 from fnworker.coordination.wire import Assign, FunctionWrite, Snapshot, TermStart, Unassign
 from fnworker.scheduler.model.records import (
     Assignment,
@@ -43,39 +44,51 @@ def test_the_first_write_of_a_version_wins_and_replays_change_nothing() -> None:
 
 
 def test_records_of_an_older_term_are_fenced() -> None:
-    view = AssignmentView(session="s")
-    assert view.apply(TermStart(term=5)) is None
-    assert view.apply(assign(term=4)) is None and view.held == {}
-    assert view.apply(assign(term=5)) is not None and I0 in view.held
-    view.learn_term(6)
-    assert view.apply(Unassign(instance=I0, term=5)) is None and I0 in view.held
-    assert view.apply(Unassign(instance=I0, term=6)) == ((), (I0,))
+    view, change = OwnAssignments(session="s").apply(TermStart(term=5))
+    assert change is None
+    view, change = view.apply(assign(term=4))
+    assert change is None and not view.held
+    view, change = view.apply(assign(term=5))
+    assert change is not None and I0 in view.held
+    view = view.learn_term(6)
+    view, change = view.apply(Unassign(instance=I0, term=5))
+    assert change is None and I0 in view.held
+    assert view.apply(Unassign(instance=I0, term=6))[1] == ((), (I0,))
+    assert (
+        view.apply(assign(term=6))[0].apply(assign(term=6))[0].held
+        == view.apply(assign(term=6))[0].held
+    )  # a record read twice changes nothing
 
 
 def test_a_snapshot_replaces_the_table_only_for_its_own_session() -> None:
-    view = AssignmentView(session="mine")
-    view.apply(assign(term=1))
+    view, _ = OwnAssignments(session="mine").apply(assign(term=1))
     held = Assignment(
         instance=InstanceId("public/default/g:0"), worker=WorkerId("w"), version=1, term=2
     )
-    assert view.apply(Snapshot(term=2, session="other", assignments=(held,))) is None
-    assigned, gone = view.apply(Snapshot(term=2, session="mine", assignments=(held,))) or ((), ())
+    assert view.apply(Snapshot(term=2, session="other", assignments=(held,)))[1] is None
+    view, change = view.apply(Snapshot(term=2, session="mine", assignments=(held,)))
+    assigned, gone = change or ((), ())
     assert assigned == (held,) and gone == (I0,) and list(view.held) == [held.instance]
 
 
 def test_liveness_by_heartbeat_age_sessions_and_leaving() -> None:
-    table = LivenessTable()
     a = WorkerInfo(worker_id=WorkerId("a"), worker_hostname="h", port=1)
     b = WorkerInfo(worker_id=WorkerId("b"), worker_hostname="h", port=2)
-    assert table.heartbeat(a, "s1", now=0.0) and table.heartbeat(b, "s1", now=0.5)
-    assert not table.heartbeat(a, "s1", now=0.9)
+    table, fresh_a = LivenessTable().heartbeat(a, "s1", now=0.0)
+    table, fresh_b = table.heartbeat(b, "s1", now=0.5)
+    assert fresh_a and fresh_b
+    table, fresh = table.heartbeat(a, "s1", now=0.9)
+    assert not fresh
     assert table.live(now=1.2, dead_timeout=1.0) == (a, b)
     assert table.live(now=1.6, dead_timeout=1.0) == (a,)
     assert table.live(now=1.91, dead_timeout=1.0) == ()
-    assert table.heartbeat(a, "s2", now=2.0) and not table.heartbeat(b, "s1", now=2.0)
+    table, fresh_a = table.heartbeat(a, "s2", now=2.0)
+    table, fresh_b = table.heartbeat(b, "s1", now=2.0)
+    assert fresh_a and not fresh_b
     assert table.live(now=2.1, dead_timeout=1.0) == (a, b)
-    assert not table.leaving("a", "s1") and table.leaving("a", "s2")
-    assert table.live(now=2.1, dead_timeout=1.0) == (b,)
+    assert table.leaving("a", "s1") is None
+    left = table.leaving("a", "s2")
+    assert left is not None and left.live(now=2.1, dead_timeout=1.0) == (b,)
 
 
 def test_two_clusters_never_share_a_topic() -> None:
@@ -103,9 +116,8 @@ def test_two_clusters_never_share_a_topic() -> None:
 
 
 def test_an_expected_worker_s_first_heartbeat_is_not_a_new_session() -> None:
-    table = LivenessTable()
     a = WorkerInfo(worker_id=WorkerId("a"), worker_hostname="h", port=1)
-    table.expect((a,), now=0.0)
-    assert not table.heartbeat(a, "s1", now=0.1)
-    assert table.session_of("a") == "s1"
-    assert table.heartbeat(a, "s2", now=0.2)
+    table = LivenessTable().expect((a,), now=0.0)
+    table, fresh = table.heartbeat(a, "s1", now=0.1)
+    assert not fresh and table.session_of("a") == "s1"
+    assert table.heartbeat(a, "s2", now=0.2)[1]

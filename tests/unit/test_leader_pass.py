@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from fnworker.coordination.memory import MemoryCluster, MemoryCoordination
+from bench.sim.instant_cluster import MemoryCluster, MemoryCoordination
 from fnworker.scheduler.admin.leader_control import LeaderControl, Wakeup
 from fnworker.scheduler.decide.assignment_plan import CHANGE_REASONS
 from fnworker.scheduler.decide.leader_plan import LeaderPlanner

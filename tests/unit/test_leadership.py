@@ -5,7 +5,13 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fnworker.coordination.leadership import Leadership, claim_due, claimed, on_claim, on_lease
+from fnworker.coordination.protocol.leadership import (
+    Leadership,
+    claim_due,
+    claimed,
+    on_claim,
+    on_lease,
+)
 from fnworker.coordination.wire import Claim, Lease
 from fnworker.scheduler.model.records import WorkerId, WorkerInfo
 

@@ -10,6 +10,8 @@ restarted, so the leader re-sends its assignments instead of re-planning.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import immutables
 import msgspec
 
@@ -46,16 +48,33 @@ class LivenessTable(msgspec.Struct, frozen=True, kw_only=True):
             return None
         return LivenessTable(seen=self.seen.delete(worker_id))
 
-    def expect(self, workers: tuple[WorkerInfo, ...], now: float) -> LivenessTable:
-        """A new leader's start: the last lease's members count as just heard from.
+    def expect(
+        self,
+        workers: tuple[WorkerInfo, ...],
+        now: float,
+        sessions: Mapping[str, str] | None = None,
+    ) -> LivenessTable:
+        """A new leader's start: the last lease's members count as just heard from,
+        in the session their report named (``sessions``; unknown: "").
 
-        Their first heartbeat then fills in the session without counting as a new
-        one: what they hold came in their reports, so no snapshot is needed."""
+        A heartbeat of that session (or the first one, when unknown) is not a new
+        session: what they hold came in their reports. A heartbeat of another
+        session is (a restart the report did not see), and gets a snapshot."""
+        known = sessions or {}
         seen = self.seen.mutate()
         for worker in workers:
             if worker.worker_id not in seen:
-                seen[worker.worker_id] = Seen(worker=worker, session="", at=now)
+                session = known.get(worker.worker_id, "")
+                seen[worker.worker_id] = Seen(worker=worker, session=session, at=now)
         return LivenessTable(seen=seen.finish())
+
+    def reported(self, worker_id: str, session: str) -> LivenessTable:
+        """A report named the session of a worker whose session was unknown."""
+        previous = self.seen.get(worker_id)
+        if previous is None or previous.session:
+            return self
+        updated = msgspec.structs.replace(previous, session=session)
+        return LivenessTable(seen=self.seen.set(worker_id, updated))
 
     def heard_all(self, now: float) -> LivenessTable:
         """Every known worker counts as just heard from (this leader was frozen, so

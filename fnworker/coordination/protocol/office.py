@@ -10,7 +10,7 @@ is fenced with ``TermStart``, and only then does the worker lead.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import immutables
 import msgspec
@@ -34,8 +34,11 @@ from fnworker.coordination.wire import (
 )
 from fnworker.scheduler.model.records import Assignment, InstanceId, WorkerInfo
 
-Table = immutables.Map[InstanceId, Assignment]
-EMPTY_TABLE: Table = immutables.Map()
+Table = Mapping[InstanceId, Assignment]
+"""The leader's table: a dict never changed once made (a change makes a new one, an
+O(n) copy per planning pass), so the leader's planner can compare it with the
+table its last plan left at C speed."""
+EMPTY_TABLE: Table = {}
 
 
 class Office(msgspec.Struct, frozen=True, kw_only=True):
@@ -83,8 +86,13 @@ def report_wait_over(office: Office, now: float, timings: Timings) -> bool:
 def take_office(
     office: Office, reports: Iterable[Report], me: WorkerInfo, now: float, timings: Timings
 ) -> tuple[Office, list[Send]]:
-    """Rebuild the table from the reports, fence every expected member's topic, lead."""
-    liveness = LivenessTable().expect(office.expected, now)
+    """Rebuild the table from the reports, fence every expected member's topic, lead.
+
+    A reporter that holds something the rebuilt table gives to another worker (two
+    reports claimed it) gets a snapshot of what it should run."""
+    reports = list(reports)
+    sessions = {report.worker_id: report.session for report in reports}
+    liveness = LivenessTable().expect(office.expected, now, sessions)
     ready = msgspec.structs.replace(
         office,
         ready=True,
@@ -96,8 +104,19 @@ def take_office(
         Send(topic=assignments_topic(m.worker_id), record=TermStart(term=office.term))
         for m in office.expected
     ]
+    corrections = [
+        send
+        for report in reports
+        if {a.instance for a in report.held} != instances_of(ready, report.worker_id)
+        for send in snapshot_of(ready, report.worker_id, report.session)
+    ]
     ready, lease = renew_lease(ready, me, now)
-    return ready, [*fences, lease]
+    return ready, [*fences, *corrections, lease]
+
+
+def instances_of(office: Office, worker_id: str) -> set[InstanceId]:
+    """The instances the table gives to ``worker_id``."""
+    return {i for i, a in office.table.items() if a.worker == worker_id}
 
 
 def renew_lease(office: Office, me: WorkerInfo, now: float) -> tuple[Office, Send]:
@@ -110,7 +129,7 @@ def renew_lease(office: Office, me: WorkerInfo, now: float) -> tuple[Office, Sen
 
 def rebuild_table(reports: Iterable[Report]) -> Table:
     """The fleet's assignments from workers' reports; the newest claim to an instance wins."""
-    table = EMPTY_TABLE.mutate()
+    table: dict[InstanceId, Assignment] = {}
     for report in reports:
         for assignment in report.held:
             previous = table.get(assignment.instance)
@@ -119,22 +138,22 @@ def rebuild_table(reports: Iterable[Report]) -> Table:
                 previous.version,
             ):
                 table[assignment.instance] = assignment
-    return table.finish()
+    return table
 
 
 def late_report(office: Office, report: Report) -> tuple[Office, list[Send]]:
-    """A report that missed the take-over: keep what nobody else took, stop the rest."""
-    topic = assignments_topic(report.worker_id)
-    sends = []
-    table = office.table.mutate()
+    """A report that missed the take-over: keep what nobody else took, and send the
+    reporter's session a snapshot of what it should run (so it stops what others
+    took, and learns what the table gave it that its report does not show, as a
+    worker restarted with the same id must)."""
+    table = dict(office.table)
     for assignment in report.held:
-        owner = table.get(assignment.instance)
-        if owner is None:
+        if assignment.instance not in table:
             table[assignment.instance] = assignment
-        elif owner.worker != report.worker_id:
-            unassign = Unassign(instance=assignment.instance, term=report.term)
-            sends.append(Send(topic=topic, record=unassign))
-    return msgspec.structs.replace(office, table=table.finish()), sends
+    merged = msgspec.structs.replace(
+        office, table=table, liveness=office.liveness.reported(report.worker_id, report.session)
+    )
+    return merged, snapshot_of(merged, report.worker_id, report.session)
 
 
 def publish(
@@ -143,7 +162,7 @@ def publish(
     """The records of a planning pass, each on its worker's own topic, and the new table."""
     term = office.term
     sends = []
-    table = office.table.mutate()
+    table = dict(office.table)
     for instance in unassigned:
         previous = table.pop(instance, None)
         if previous is not None:
@@ -158,7 +177,7 @@ def publish(
         sends.append(
             Send(topic=assignments_topic(assignment.worker), record=Assign(assignment=assignment))
         )
-    return msgspec.structs.replace(office, table=table.finish()), sends
+    return msgspec.structs.replace(office, table=table), sends
 
 
 def on_heartbeat(
