@@ -3,9 +3,9 @@ codec (msgpack through msgspec). Pure data, no I/O.
 
 Topics of one cluster, all under ``persistent://{pulsarFunctionsNamespace}/``:
 
-- ``{clusterCoordinationTopicName}``: ``Claim`` and ``Lease`` (leadership terms).
-- ``{clusterCoordinationTopicName}-heartbeats``: ``Heartbeat``, ``Leaving`` and
+- ``{clusterCoordinationTopicName}``: ``Claim`` and ``Lease`` (leadership terms) and
   ``Report`` (what a worker holds, sent once per new term).
+- ``{clusterCoordinationTopicName}-heartbeats``: ``Heartbeat`` and ``Leaving``.
 - ``{functionMetadataTopicName}``: ``FunctionWrite`` (versioned function records).
 - ``{functionAssignmentTopicName}-{worker}``: ``TermStart``, ``Assign``,
   ``Unassign`` and ``Snapshot`` for one worker only.
