@@ -18,7 +18,6 @@ import structlog
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectSendStream
 
-from fnworker.coordination.clock import Clock
 from fnworker.coordination.events import CoordinationEvent
 from fnworker.coordination.protocol import (
     Delivered,
@@ -37,6 +36,7 @@ from fnworker.coordination.protocol import (
 )
 from fnworker.coordination.protocol.messages import HeartbeatStored, ProtocolRecord
 from fnworker.coordination.wire import Heartbeat
+from fnworker.scheduler.model.clock import Clock
 from fnworker.scheduler.model.records import Assignment, InstanceId, WorkerInfo
 
 log = structlog.get_logger("fnworker.coordination")

@@ -20,12 +20,12 @@ import anyio
 from anyio.abc import ObjectReceiveStream, TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectSendStream
 
-from fnworker.coordination.clock import SYSTEM_CLOCK, Clock
 from fnworker.coordination.driver import ProtocolDriver
 from fnworker.coordination.events import CoordinationEvent, FunctionsChanged, MembershipView
 from fnworker.coordination.metadata_log import MetadataLog
 from fnworker.coordination.protocol import Send, Timings, Topic, membership_of, table_of
 from fnworker.coordination.wire import FunctionWrite
+from fnworker.scheduler.model.clock import SYSTEM_CLOCK, Clock
 from fnworker.scheduler.model.records import (
     Assignment,
     Fqfn,

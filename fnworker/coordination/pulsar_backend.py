@@ -23,7 +23,6 @@ import structlog
 from anyio.abc import ObjectReceiveStream, TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectSendStream
 
-from fnworker.coordination.clock import SYSTEM_CLOCK, Clock
 from fnworker.coordination.driver import ProtocolDriver
 from fnworker.coordination.events import CoordinationEvent, FunctionsChanged, MembershipView
 from fnworker.coordination.fleet_settings import FleetSettings
@@ -45,6 +44,7 @@ from fnworker.coordination.wire import (
     HeartbeatRecord,
     Report,
 )
+from fnworker.scheduler.model.clock import SYSTEM_CLOCK, Clock
 from fnworker.scheduler.model.records import (
     Assignment,
     Fqfn,

@@ -32,7 +32,6 @@ after ``threadGroupName``.
 from __future__ import annotations
 
 import threading
-import time
 
 import anyio
 import msgspec
@@ -57,6 +56,7 @@ from fnworker.runtimes.instance.instance_plan import PlanError, plan_instance
 from fnworker.runtimes.instance.state_store import StateStores
 from fnworker.runtimes.instance.stats import describe
 from fnworker.runtimes.lifecycle import InstanceLifecycle
+from fnworker.scheduler.model.clock import SYSTEM_CLOCK, Clock
 from fnworker.scheduler.model.instances import ClientSettings, InstanceMetrics, InstanceSpec
 from fnworker.scheduler.model.records import InstanceId, InstanceStatusData
 
@@ -81,7 +81,8 @@ class InstanceSlot(msgspec.Struct, kw_only=True):
     lease: ClientLease | None = None
     abandoned: bool = False
     opened: threading.Event = msgspec.field(default_factory=threading.Event)
-    opening_since: float = msgspec.field(default_factory=time.monotonic)
+    opening_since: float
+    """When the start began, on the runtime's clock."""
 
 
 def opening_error(slot: InstanceSlot, now: float) -> str:
@@ -120,7 +121,9 @@ class ThreadRuntime(InstanceLifecycle[InstanceSlot]):
         consumer_ids: ConsumerIdSpreader | None = None,
         shared_clients: int = SHARED_CLIENTS,
         dedicated_above_topics: int = DEDICATED_ABOVE_TOPICS,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        self.clock = clock
         self.thread_group_name = thread_group_name
         self.client_logger = client_logger
         self.client_settings = client_settings
@@ -160,7 +163,7 @@ class ThreadRuntime(InstanceLifecycle[InstanceSlot]):
         if slot.host is None:
             return InstanceStatusData(
                 running=False,
-                error=slot.error or opening_error(slot, time.monotonic()),
+                error=slot.error or opening_error(slot, self.clock.now()),
                 num_restarts=slot.restarts,
                 worker_id=slot.spec.worker_id,
             )
@@ -214,7 +217,9 @@ class ThreadRuntime(InstanceLifecycle[InstanceSlot]):
     async def _start_locked(self, spec: InstanceSpec, *, restarts: int) -> None:
         if self._settings is None:
             self._settings = spec.client
-        slot = self._held[spec.instance] = InstanceSlot(spec=spec, restarts=restarts)
+        slot = self._held[spec.instance] = InstanceSlot(
+            spec=spec, restarts=restarts, opening_since=self.clock.now()
+        )
         opener = threading.Thread(
             target=self._open,
             args=(slot,),
@@ -251,6 +256,7 @@ class ThreadRuntime(InstanceLifecycle[InstanceSlot]):
             thread_name=self.thread_name(spec.instance),
             nack_redelivery_delay_ms=self.nack_redelivery_delay_ms,
             consumer_ids=lease.consumer_ids,
+            clock=self.clock,
         )
         try:
             if slot.abandoned:

@@ -11,7 +11,6 @@ import logging
 import os
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from fnworker.runtimes.instance.secret_providers import secrets_provider_named
 from fnworker.runtimes.instance.serde import make_serde
 from fnworker.runtimes.instance.state_store import StateStore
 from fnworker.runtimes.instance.stats import InstanceStats, describe
+from fnworker.scheduler.model.clock import SYSTEM_CLOCK, Clock
 from fnworker.scheduler.model.instances import InstanceMetrics, InstanceSpec
 from fnworker.scheduler.model.records import InstanceStatusData
 
@@ -89,7 +89,9 @@ class InstanceHost:
         thread_name: str,
         nack_redelivery_delay_ms: int = 1000,
         consumer_ids: ConsumerIdSpreader | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        self.clock = clock
         self.consumer_ids = consumer_ids
         self.spec = spec
         self.client = client
@@ -196,7 +198,7 @@ class InstanceHost:
         """Counters in Pulsar's metrics shape, with how long the instance has stalled."""
         metrics = self.stats.metrics()
         if self._loop is not None and self.running:
-            stall = stall_of(self._loop.marks, time.monotonic())
+            stall = stall_of(self._loop.marks, self.clock.now())
             metrics.stalled_seconds = stall.seconds if stall is not None else 0.0
         return metrics
 
@@ -205,7 +207,7 @@ class InstanceHost:
         if self._loop is None:
             return ""
         marks = self._loop.marks
-        stall = stall_of(marks, time.monotonic())
+        stall = stall_of(marks, self.clock.now())
         if stall is None:
             return ""
         where = self.where_stuck() if stall.kind == "busy" else ""
@@ -264,6 +266,7 @@ class InstanceHost:
             probe_backlog=len(plan.inputs.topics) == 1 and spec.function.parallelism() == 1,
             resubscribe=lambda: self._resubscribe(plan),
             resume_hint=self._read_resume_hint(plan),
+            clock=self.clock,
         )
 
     def _resubscribe(self, plan: InstancePlan) -> pulsar.Consumer:

@@ -44,6 +44,7 @@ from fnworker.runtimes.instance.progress import (
 )
 from fnworker.runtimes.instance.serde import SerDe
 from fnworker.runtimes.instance.stats import InstanceStats, describe
+from fnworker.scheduler.model.clock import SYSTEM_CLOCK, Clock
 
 IDLE_RECEIVE_MS = 100
 WINDOW_MESSAGES = 1000
@@ -72,7 +73,10 @@ class MessageLoop:
         probe_backlog: bool = False,
         resubscribe: Callable[[], pulsar.Consumer] | None = None,
         resume_hint: tuple[int, int] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        self.now = clock.now
+        """Where every timeout and progress mark of the loop reads the time."""
         self.consumer = consumer
         self.handler = handler
         self.takes_context = takes_context
@@ -91,7 +95,7 @@ class MessageLoop:
         self.window_done = 0
         self.window_deadline = 0.0
         self.failure_window = (0.0, 0)
-        self.marks = ProgressMarks(time.monotonic())
+        self.marks = ProgressMarks(self.now())
         self.probe_backlog = probe_backlog
         self.resubscribe = resubscribe
         self.resume_hint = resume_hint
@@ -113,7 +117,7 @@ class MessageLoop:
         try:
             message = self.consumer.receive(self.receive_timeout_ms())
         except pulsar.Timeout:
-            now = time.monotonic()
+            now = self.now()
             if self.window_done and now >= self.window_deadline:
                 self.flush()
             self.on_idle(now)
@@ -128,7 +132,7 @@ class MessageLoop:
         if connection_check_due(marks, now):
             note_connected(marks, now, self.consumer.is_connected())
         if self.probe_backlog and now >= marks.next_backlog_check:
-            note_backlog(marks, time.monotonic(), self.backlog())
+            note_backlog(marks, self.now(), self.backlog())
             if self.resubscribe is not None and recovery_due(marks):
                 self.recover()
 
@@ -144,16 +148,16 @@ class MessageLoop:
             "subscribing again",
             last_received=self.marks.last_seen,
         )
-        self.marks.resubscribing_since = time.monotonic()
+        self.marks.resubscribing_since = self.now()
         self.flush()
         self.outstanding.wait_idle(DRAIN_SECONDS)
         try:
             fresh = self.resubscribe()
         except Exception as error:  # noqa: BLE001 - keep the consumer we have
-            note_recovery(self.marks, time.monotonic(), failed=True)
+            note_recovery(self.marks, self.now(), failed=True)
             self.log.warning("subscribing again failed", error=describe(error))
             return
-        note_recovery(self.marks, time.monotonic())
+        note_recovery(self.marks, self.now())
         stalled, self.consumer = self.consumer, fresh
         self.context.consumer = fresh
         try:
@@ -176,7 +180,7 @@ class MessageLoop:
         mine = self.last_received()
         if mine is None:
             return None
-        self.marks.checking_since = time.monotonic()
+        self.marks.checking_since = self.now()
         try:
             last = self.consumer.get_last_message_id()
         except Exception as error:  # noqa: BLE001 - no answer is no information
@@ -191,7 +195,7 @@ class MessageLoop:
         """Wait long when idle, only until the window is due when one is open."""
         if not self.window_done:
             return IDLE_RECEIVE_MS
-        return max(1, math.ceil((self.window_deadline - time.monotonic()) * 1000))
+        return max(1, math.ceil((self.window_deadline - self.now()) * 1000))
 
     def handle(self, message: pulsar.Message) -> None:
         """Run one message through the user's code and send its result."""
@@ -239,9 +243,7 @@ class MessageLoop:
         if self.producers.dirty:
             return False
         done = self.window_done
-        return done + 1 >= WINDOW_MESSAGES or (
-            done > 0 and time.monotonic() >= self.window_deadline
-        )
+        return done + 1 >= WINDOW_MESSAGES or (done > 0 and self.now() >= self.window_deadline)
 
     def send(self, result: Any, message: pulsar.Message, topic: str) -> None:
         """Send a result without a receipt; its input waits in the window."""
@@ -272,7 +274,7 @@ class MessageLoop:
         """Put a handled message in the window; settle it at once when it is due."""
         if self.ack_after_publish:
             self.window_acks.append(message)
-        now = time.monotonic()
+        now = self.now()
         self.marks.active_at = now
         if not self.window_done:
             self.window_deadline = now + WINDOW_SECONDS
@@ -307,7 +309,7 @@ class MessageLoop:
 
     def log_failure(self, what: str, error: BaseException) -> None:
         """Log with a traceback, at most a few times per second per instance."""
-        now = time.monotonic()
+        now = self.now()
         self.marks.active_at = now
         started, count = self.failure_window
         if now - started >= 1.0:

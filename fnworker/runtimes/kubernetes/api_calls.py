@@ -17,8 +17,8 @@ from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio import watch as k8s_watch
 
-from fnworker.runtimes.clock import SYSTEM_CLOCK, Clock
 from fnworker.runtimes.driver import RuntimeCallError
+from fnworker.scheduler.model.clock import SYSTEM_CLOCK, Clock
 
 log = structlog.get_logger("fnworker.runtime.kubernetes")
 

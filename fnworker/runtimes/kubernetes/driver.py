@@ -45,7 +45,6 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup, TaskStatus
 
-from fnworker.runtimes.clock import SYSTEM_CLOCK, Clock
 from fnworker.runtimes.kubernetes.api_calls import (
     ApiCaller,
     KubernetesError,
@@ -66,6 +65,7 @@ from fnworker.runtimes.kubernetes.pod_readings import (
 from fnworker.runtimes.kubernetes.pod_watch import PodState, PodWatches
 from fnworker.runtimes.kubernetes.secrets import check_secrets
 from fnworker.runtimes.kubernetes.settings import KubernetesSettings, settings_from_worker
+from fnworker.scheduler.model.clock import SYSTEM_CLOCK, Clock
 from fnworker.scheduler.model.instances import InstanceMetrics, InstanceSpec
 from fnworker.scheduler.model.records import InstanceId, InstanceStatusData
 from fnworker.scheduler.settings.worker_config import WorkerConfig, runtime_factory_config

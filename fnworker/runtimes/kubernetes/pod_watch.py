@@ -11,9 +11,9 @@ from typing import Any, Final
 import msgspec
 import structlog
 
-from fnworker.runtimes.clock import SYSTEM_CLOCK, Clock
 from fnworker.runtimes.kubernetes import names
 from fnworker.runtimes.kubernetes.api_calls import ApiCaller, Forbidden, KubernetesError
+from fnworker.scheduler.model.clock import SYSTEM_CLOCK, Clock
 
 log = structlog.get_logger("fnworker.runtime.kubernetes")
 
