@@ -369,6 +369,33 @@ def test_a_crashing_process_backs_off_exponentially(
     assert not status.running and "exited with code 7" in status.error
 
 
+def test_a_crash_looping_instance_says_why_while_it_starts_again(
+    process_runtime: ProcessRuntime,
+    portal: BlockingPortal,
+    make_spec: SpecMaker,
+    unique_name: str,
+    tmp_path: Path,
+) -> None:
+    """Between a crash and the next one, the new process is starting: its status still
+    names the crash loop and the exit, not a bare "is starting" (seen by the test above
+    when it read the status during a spawn)."""
+    (tmp_path / "slow_crasher.py").write_text(
+        "import os, time\ntime.sleep(1.0)\nos._exit(7)\nclass F:\n    pass\n"
+    )
+    spec = make_spec(
+        unique_name,
+        tmp_path / "slow_crasher.py",
+        class_name="slow_crasher.F",
+        inputs=[f"{unique_name}-in"],
+    )
+    portal.call(process_runtime.start, spec)
+    assert wait_until(lambda: process_runtime.status(spec.instance).num_restarts >= 1, 20)
+    # The second process lives a second while it imports the code: it is starting.
+    assert wait_until(lambda: "restarting now" in process_runtime.status(spec.instance).error, 10)
+    status = process_runtime.status(spec.instance)
+    assert not status.running and "exited with code 7" in status.error
+
+
 def test_stop_escalates_to_sigkill_when_sigterm_is_ignored(
     process_runtime: ProcessRuntime,
     portal: BlockingPortal,

@@ -88,7 +88,10 @@ async def test_a_replay_reads_every_record_of_large_batches(broker: EmbeddedBrok
         await reader.close()
     finally:
         await client.close()
-    assert sorted(seen) == sorted(f"r{index}".encode() for index in range(3000))
+    # Every record, at least once: a replay that stalled (a loaded pulsar-lite once
+    # left a read_next of this test unanswered for 10 s) reads again from the start
+    # with a new reader, which is safe because records apply idempotently.
+    assert set(seen) == {f"r{index}".encode() for index in range(3000)}
 
 
 async def test_a_replay_of_an_empty_topic_returns_a_reader_for_what_comes(

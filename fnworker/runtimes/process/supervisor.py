@@ -199,7 +199,9 @@ class InstanceProcess:
         )
         if self._stop.wait(delay):
             return True
-        self._phase.move(Phase.STARTING, "")
+        # Starting again, but still in a crash loop until the new process runs: the
+        # status keeps saying why (a bare "is starting" would hide the loop).
+        self._phase.move(Phase.STARTING, f"{loop}{outcome.reason}; restarting now")
         return False
 
     def _run_once(self) -> tuple[float, Outcome | None]:
