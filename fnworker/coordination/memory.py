@@ -11,8 +11,7 @@ beyond in-memory streams.
 from __future__ import annotations
 
 import math
-import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +20,12 @@ from anyio.abc import ObjectReceiveStream, TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectSendStream
 
 from fnworker.coordination.driver import ProtocolDriver
-from fnworker.coordination.events import CoordinationEvent, FunctionsChanged, MembershipView
-from fnworker.coordination.metadata_log import MetadataLog
-from fnworker.coordination.protocol import Send, Timings, Topic, membership_of, table_of
+from fnworker.coordination.events import CoordinationEvent, FunctionsChanged
+from fnworker.coordination.protocol import Send, Timings, Topic
+from fnworker.coordination.protocol_backend import ProtocolBackend
 from fnworker.coordination.wire import FunctionWrite
 from fnworker.scheduler.model.clock import SYSTEM_CLOCK, Clock
 from fnworker.scheduler.model.records import (
-    Assignment,
-    Fqfn,
-    FunctionRecord,
-    InstanceId,
     PackageRef,
     WorkerInfo,
 )
@@ -84,15 +79,12 @@ class MemoryCluster:
             self.topic(self.name_of(send.topic)).append(send.record)
 
 
-class MemoryCoordination:
+class MemoryCoordination(ProtocolBackend):
     """One worker's handle on a ``MemoryCluster`` (implements CoordinationBackend)."""
 
     def __init__(self, cluster: MemoryCluster) -> None:
+        super().__init__()
         self.cluster = cluster
-        self.session = uuid.uuid4().hex[:12]
-        self.metadata = MetadataLog()
-        self.me: WorkerInfo | None = None
-        self.driver: ProtocolDriver | None = None
 
     async def run(
         self, me: WorkerInfo, *, task_status: TaskStatus[ObjectReceiveStream[CoordinationEvent]]
@@ -132,14 +124,6 @@ class MemoryCoordination:
         group.start_soon(metadata.read, replayed, self.apply_metadata_event)
         await group.start(driver.run)
 
-    def apply_metadata_event(self, write: FunctionWrite) -> None:
-        """Apply a metadata write and tell the worker."""
-        if self.metadata.apply(write) and self.driver is not None:
-            if write.record is None:
-                self.driver.emit(FunctionsChanged(deleted=(write.fqfn,)))
-            else:
-                self.driver.emit(FunctionsChanged(changed=(write.record,)))
-
     async def store_package(self, ref: PackageRef, path: Path) -> PackageRef:
         """Every member shares this process's disk: nothing to do."""
         return ref
@@ -148,46 +132,6 @@ class MemoryCoordination:
         """Never needed in one process: the package is already on this disk."""
         raise FileNotFoundError(f"package {ref.path} is not in the local store")
 
-    async def write_function(self, record: FunctionRecord, expected_version: int) -> None:
-        """Store a function version if nobody else changed it meanwhile."""
-        await self.write(record.fqfn, record, expected_version)
-
-    async def delete_function(self, fqfn: Fqfn, expected_version: int) -> None:
-        """Delete a function if nobody else changed it meanwhile."""
-        await self.write(fqfn, None, expected_version)
-
-    async def write(self, fqfn: Fqfn, record: FunctionRecord | None, expected: int) -> None:
-        """Append the next version to the metadata topic; wait until it is decided."""
-        write = FunctionWrite(
-            fqfn=fqfn,
-            version=expected + 1,
-            record=record,
-            writer=self.me.worker_id if self.me else "",
-            request_id=uuid.uuid4().hex,
-        )
-
-        async def publish(write: FunctionWrite) -> None:
-            self.cluster.topic(METADATA).append(write)
-
-        await self.metadata.write(write, expected, publish)
-
-    def functions(self) -> Mapping[Fqfn, FunctionRecord]:
-        """Every function, as this worker's metadata reader has applied them."""
-        return self.metadata.functions()
-
-    def membership(self) -> MembershipView:
-        """This worker's view of the fleet."""
-        if self.driver is None:
-            return MembershipView(term=0, leader=None, members=())
-        return membership_of(self.driver.state)
-
-    def assignments(self) -> Mapping[InstanceId, Assignment]:
-        """The whole fleet's assignments (the leader's table; empty elsewhere)."""
-        return table_of(self.driver.state) if self.driver is not None else {}
-
-    async def publish_assignments(
-        self, term: int, assigned: Sequence[Assignment], unassigned: Sequence[InstanceId]
-    ) -> None:
-        """Leader only: write what changed; refused (logged) when ``term`` is stale."""
-        if self.driver is not None:
-            await self.driver.publish(term, assigned, unassigned)
+    async def append_metadata(self, write: FunctionWrite) -> None:
+        """Append one write to the cluster's metadata topic."""
+        self.cluster.topic(METADATA).append(write)

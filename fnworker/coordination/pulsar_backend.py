@@ -12,8 +12,6 @@ topic; producers for everything it publishes.
 from __future__ import annotations
 
 import math
-import uuid
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import anyio
@@ -24,10 +22,9 @@ from anyio.abc import ObjectReceiveStream, TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectSendStream
 
 from fnworker.coordination.driver import ProtocolDriver
-from fnworker.coordination.events import CoordinationEvent, FunctionsChanged, MembershipView
+from fnworker.coordination.events import CoordinationEvent, FunctionsChanged
 from fnworker.coordination.fleet_settings import FleetSettings
-from fnworker.coordination.metadata_log import MetadataLog
-from fnworker.coordination.protocol import membership_of, table_of
+from fnworker.coordination.protocol_backend import ProtocolBackend
 from fnworker.coordination.pulsar_packages import fetch_package, store_package
 from fnworker.coordination.pulsar_transport import (
     ENCODE,
@@ -46,10 +43,6 @@ from fnworker.coordination.wire import (
 )
 from fnworker.scheduler.model.clock import SYSTEM_CLOCK, Clock
 from fnworker.scheduler.model.records import (
-    Assignment,
-    Fqfn,
-    FunctionRecord,
-    InstanceId,
     PackageRef,
     WorkerInfo,
 )
@@ -64,20 +57,17 @@ ASSIGNMENTS = msgspec.msgpack.Decoder(AssignmentRecord)
 METADATA = msgspec.msgpack.Decoder(FunctionWrite)
 
 
-class PulsarCoordination:
+class PulsarCoordination(ProtocolBackend):
     """One worker's handle on its cluster's coordination topics."""
 
     def __init__(
         self, settings: FleetSettings, topics: ClusterTopics, clock: Clock = SYSTEM_CLOCK
     ) -> None:
+        super().__init__()
         self.settings = settings
         self.topics = topics
         self.clock = clock
-        self.session = uuid.uuid4().hex[:12]
-        self.metadata = MetadataLog()
-        self.me: WorkerInfo | None = None
         self.pulsar: PulsarTopics | None = None
-        self.driver: ProtocolDriver | None = None
 
     # -- the CoordinationBackend contract -----------------------------------
 
@@ -102,35 +92,6 @@ class PulsarCoordination:
                 if self.driver is not None:
                     await self.driver.leave()
                 await client.close()
-
-    async def write_function(self, record: FunctionRecord, expected_version: int) -> None:
-        """Publish the next version and wait to learn whether it won."""
-        await self.write(record.fqfn, record, expected_version)
-
-    async def delete_function(self, fqfn: Fqfn, expected_version: int) -> None:
-        """Publish a deletion as the next version and wait to learn whether it won."""
-        await self.write(fqfn, None, expected_version)
-
-    def functions(self) -> Mapping[Fqfn, FunctionRecord]:
-        """Every function, as this worker's metadata reader has applied them."""
-        return self.metadata.functions()
-
-    def membership(self) -> MembershipView:
-        """The fleet: the leader's own liveness table, or the last lease elsewhere."""
-        if self.driver is None:
-            return MembershipView(term=0, leader=None, members=())
-        return membership_of(self.driver.state)
-
-    def assignments(self) -> Mapping[InstanceId, Assignment]:
-        """The whole fleet's assignments (the leader's table; empty elsewhere)."""
-        return table_of(self.driver.state) if self.driver is not None else {}
-
-    async def publish_assignments(
-        self, term: int, assigned: Sequence[Assignment], unassigned: Sequence[InstanceId]
-    ) -> None:
-        """Leader only: write what changed to each worker's own topic."""
-        if self.driver is not None:
-            await self.driver.publish(term, assigned, unassigned)
 
     async def store_package(self, ref: PackageRef, path: Path) -> PackageRef:
         """Write a package to the packages topic in chunks; the ref names the first one."""
@@ -178,27 +139,7 @@ class PulsarCoordination:
         """Decode and apply one record of the metadata topic (start-up replay)."""
         return self.metadata.apply(METADATA.decode(data))
 
-    def apply_metadata_event(self, write: FunctionWrite) -> None:
-        """Apply a live metadata write and tell the worker."""
-        if self.metadata.apply(write) and self.driver is not None:
-            if write.record is None:
-                self.driver.emit(FunctionsChanged(deleted=(write.fqfn,)))
-            else:
-                self.driver.emit(FunctionsChanged(changed=(write.record,)))
-
-    async def write(self, fqfn: Fqfn, record: FunctionRecord | None, expected: int) -> None:
-        """Publish a metadata write and wait until this worker's reader decides it."""
-        write = FunctionWrite(
-            fqfn=fqfn,
-            version=expected + 1,
-            record=record,
-            writer=self.me.worker_id if self.me else "",
-            request_id=uuid.uuid4().hex,
-        )
-        transport = self.pulsar
-        assert transport is not None
-
-        async def publish(write: FunctionWrite) -> None:
-            await transport.send(self.topics.metadata, ENCODE(write))
-
-        await self.metadata.write(write, expected, publish)
+    async def append_metadata(self, write: FunctionWrite) -> None:
+        """Send one write to the metadata topic."""
+        assert self.pulsar is not None
+        await self.pulsar.send(self.topics.metadata, ENCODE(write))
