@@ -46,8 +46,8 @@ def run(argv: list[str]) -> int:
     if job == "demo":
         command = [str(BIN / "fnworker"), "standalone", "--demo", *rest]
     elif job == "test":
-        # Three test processes (pytest-xdist); a later -n in the arguments wins.
-        command = [str(BIN / "python"), "-m", "pytest", "-n", "3", *rest]
+        # Four test processes (pytest-xdist); a later -n in the arguments wins.
+        command = [str(BIN / "python"), "-m", "pytest", "-n", "4", *rest]
     else:
         print(__doc__)
         return 2
