@@ -2,4 +2,5 @@
 
 ``make_app`` (in ``app``) is the one entry point; the route tables live in
 ``functions_routes`` and ``worker_routes``, the OpenAPI document is built from them.
+Imports scheduler.admin and the layers below it; never the worker or the CLI.
 """

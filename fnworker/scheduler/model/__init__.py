@@ -1,3 +1,3 @@
 """The shared vocabulary every layer passes around: records, errors, names, instance and
-admin records, the Prometheus renderer. Imports nothing else of fnworker.
+admin records, the Prometheus renderer, the clock. Imports nothing else of fnworker.
 """
