@@ -166,6 +166,10 @@ class WorkerFunctionsAdmin:
         """The current leader, if one is known."""
         return self.backend.membership().leader
 
+    def is_leader(self) -> bool:
+        """True when this worker is the fleet's leader."""
+        return self.fleet.leading()
+
     async def assignments(self) -> dict[str, list[str]]:
         """``{workerId: [instanceId, ...]}`` over the whole fleet (from the leader)."""
         return await self.fleet.assignments()

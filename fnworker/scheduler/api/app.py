@@ -19,7 +19,12 @@ from aiohttp import hdrs, web
 
 from fnworker.scheduler.admin.forwarding import track_hops
 from fnworker.scheduler.admin.protocol import FunctionsAdmin
-from fnworker.scheduler.api import functions_routes, worker_routes
+from fnworker.scheduler.api import (
+    functions_routes,
+    uploads_routes,
+    worker_extras_routes,
+    worker_routes,
+)
 from fnworker.scheduler.api.auth import SECURITY, security_middleware
 from fnworker.scheduler.api.connection_guard import CONNECTION_GUARD, ConnectionGuard
 from fnworker.scheduler.api.openapi import build_document
@@ -37,7 +42,12 @@ from fnworker.scheduler.security.web_security import OPEN, WebSecurity
 
 log = structlog.get_logger("fnworker.api")
 
-ALL_ROUTES: Sequence[Route] = (*functions_routes.ROUTES, *worker_routes.ROUTES)
+ALL_ROUTES: Sequence[Route] = (
+    *functions_routes.ROUTES,
+    *uploads_routes.ROUTES,
+    *worker_routes.ROUTES,
+    *worker_extras_routes.ROUTES,
+)
 
 
 def make_app(

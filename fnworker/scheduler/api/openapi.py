@@ -92,6 +92,10 @@ def _operation(route: Route, by_type: dict[Any, Any], bounds: SchemaBounds) -> d
         {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
         for name in route.query
     ]
+    parameters += [
+        {"name": name, "in": "query", "required": True, "schema": schema}
+        for name, schema in route.required_query.items()
+    ]
     if parameters:
         operation["parameters"] = parameters
     if route.form:
@@ -189,7 +193,8 @@ def _part_schema(part: FormPart, by_type: dict[Any, Any]) -> dict[str, Any]:
     elif part.schema is bytes:
         base = {"type": "string", "contentMediaType": BINARY}
     elif part.schema is str:
-        base = {"type": "string", "maxLength": TEXT_PART_LIMIT}  # bytes; non-ASCII takes 2-4
+        limit = part.max_length or TEXT_PART_LIMIT  # bytes; non-ASCII takes 2-4
+        base = {"type": "string", "maxLength": limit}
         if part.pattern is not None:
             base["pattern"] = part.pattern
     else:

@@ -47,6 +47,8 @@ class FormPart(msgspec.Struct, frozen=True, kw_only=True):
     """An example file name for a file part (how pulsar-admin sends it)."""
     pattern: str | None = None
     """The regular expression a text part matches."""
+    max_length: int | None = None
+    """The most characters a text part may hold (the text part limit if None)."""
 
 
 class ErrorReply(msgspec.Struct, frozen=True, kw_only=True):
@@ -71,4 +73,6 @@ class Route(msgspec.Struct, frozen=True, kw_only=True):
     errors: tuple[int, ...] = (400, 404)
     query: tuple[str, ...] = ()
     """Optional string query parameters the handler reads."""
+    required_query: dict[str, dict[str, Any]] = {}
+    """Required query parameters, each with the JSON Schema of its value."""
     tag: str = "functions"

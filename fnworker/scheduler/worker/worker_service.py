@@ -39,6 +39,7 @@ from fnworker.scheduler.api.connection_guard import (
 )
 from fnworker.scheduler.api.openapi_constraints import schema_bounds
 from fnworker.scheduler.api.route_table import METRICS_REGISTRY, UPLOAD_DIR
+from fnworker.scheduler.api.uploads_routes import UPLOADS_DIR
 from fnworker.scheduler.decide.admission_limits import AdmissionMemo, limits_of
 from fnworker.scheduler.decide.assignment_plan import CHANGE_REASONS
 from fnworker.scheduler.decide.reconcile import ReplaceInstance, StartInstance
@@ -203,6 +204,7 @@ def http_app(
     )
     app[METRICS_REGISTRY] = metrics_registry([driver], config.pulsar_functions_cluster, changes)
     app[UPLOAD_DIR] = Path(config.state_directory).resolve() / "scratch"
+    app[UPLOADS_DIR] = Path(config.state_directory).resolve() / "uploads"
     return app
 
 
