@@ -146,7 +146,6 @@ def test_an_unchangeable_field_in_an_update_is_400(base: str, running: str) -> N
             {"tenant": "other"},
             "functionConfig tenant 'other' differs from the function's tenant 'public'",
         ),
-        ({"parallelizm": 2}, "functionConfig field 'parallelizm' is not a FunctionConfig field"),
         (
             {"deadLetterTopic": "dlq"},
             "deadLetterTopic 'persistent://public/default/dlq' needs maxMessageRetries",

@@ -336,10 +336,6 @@ async def test_delete_then_get_is_404(client: TestClient[Any, Any]) -> None:
         ({**CONFIG, "className": None}, "className is required"),
         ({**CONFIG, "inputs": ["a/b"]}, "inputs 'a/b' is not a valid topic name"),
         ({**CONFIG, "tenant": "other"}, "functionConfig tenant 'other' differs"),
-        (
-            {**CONFIG, "parallelizm": 2},
-            "functionConfig field 'parallelizm' is not a FunctionConfig field",
-        ),
     ],
 )
 async def test_invalid_configs_are_400_with_a_clear_reason(

@@ -16,6 +16,7 @@ from fnworker.scheduler.admin.function_credentials import FunctionCredentials
 from fnworker.scheduler.admin.function_reads import FunctionReads
 from fnworker.scheduler.admin.package_service import (
     PackageService,
+    brings_package,
     existing_name,
     package_name,
 )
@@ -104,8 +105,11 @@ class FunctionWrites:
         auth_token: str | None = None,
     ) -> FunctionRecord:
         """Merge an update into the stored function and write the next version (the
-        function's stored token is replaced by the updater's, or removed without one)."""
-        existing = self.reads.record(tenant, namespace, name)
+        function's stored token is replaced by the updater's, or removed without one).
+        As Pulsar: a missing function and an update that changes nothing are 400s."""
+        existing = self.backend.functions().get(fqfn_of(tenant, namespace, name))
+        if existing is None:
+            raise bad_request(f"Function {name} doesn't exist")
         merged = merge_update(existing.config, config, self.limits)
         validated = validate_new_function(
             tenant,
@@ -115,6 +119,8 @@ class FunctionWrites:
             package_name(source, config) or existing_name(existing),
             self.limits,
         )
+        if validated == existing.config and not brings_package(source, config):
+            raise bad_request("Update contains no change")
         self.check_fleet_room(validated, existing.fqfn)
         version = existing.version + 1
         package = await self.packages.store_package(existing.fqfn, version, source, validated)
@@ -170,10 +176,14 @@ class FunctionWrites:
         self, tenant: str, namespace: str, name: str, index: int | None, state: InstanceState
     ) -> None:
         """Write a new version whose instance states say which instances run (start and
-        stop: the owner starts or stops them)."""
+        stop: the owner starts or stops them); 400 when every instance named is already
+        so (starting running instances, stopping stopped ones), as Pulsar answers."""
         existing = self.reads.record(tenant, namespace, name)
+        indexes = self.reads.indexes(existing, index)
+        if all(existing.state_of(i) == state for i in indexes):
+            raise bad_request("Operation not permitted")  # Pulsar's answer: already so
         states = dict(existing.instance_states)
-        for i in self.reads.indexes(existing, index):
+        for i in indexes:
             if state == "RUNNING":
                 states.pop(i, None)
             else:

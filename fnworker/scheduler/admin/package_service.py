@@ -107,13 +107,36 @@ class PackageService:
         self.store.prune(fqfn, keep=None)
 
 
+PACKAGE_MANAGEMENT_SCHEMES = ("function", "sink", "source")
+"""URL schemes of Pulsar's packages service (``function://tenant/ns/name@version``)."""
+
+
 def package_name(source: PackageSource, config: FunctionConfig) -> str | None:
-    """The file name of the package a request brings, if any."""
+    """The file name of the package a request brings, if any; a package-management URL
+    (Pulsar's packages service, which fnworker does not use) is a 400."""
+    for url in (source.url, config.py):
+        check_not_package_management(url)
     if source.upload is not None:
         return source.upload.file_name
     if source.url:
         return file_name_of(source.url)
     return file_name_of(config.py) if config.py else None
+
+
+def check_not_package_management(url: str | None) -> None:
+    """400 for a ``function://``, ``sink://`` or ``source://`` package URL."""
+    scheme, separator, _ = (url or "").partition("://")
+    if separator and scheme.lower() in PACKAGE_MANAGEMENT_SCHEMES:
+        raise bad_request(
+            f"package url '{url}' is a package-management url, which needs Pulsar's packages "
+            "service; fnworker does not use that service, so expected a data file part or a "
+            "file://, http:// or https:// url of a .py, .zip or .whl file"
+        )
+
+
+def brings_package(source: PackageSource, config: FunctionConfig) -> bool:
+    """Whether a request carries a new package (an upload, a url part, or a url in py)."""
+    return source.upload is not None or bool(source.url) or "://" in (config.py or "")
 
 
 def existing_name(record: FunctionRecord) -> str | None:

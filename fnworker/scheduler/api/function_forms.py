@@ -6,9 +6,10 @@
 from __future__ import annotations
 
 import msgspec
+import structlog
 
 from fnworker.scheduler.api.multipart import Form, read_file
-from fnworker.scheduler.decide.function_validation import decode_function_config
+from fnworker.scheduler.decide.function_validation import decode_submitted_config
 from fnworker.scheduler.model.admin_records import PackageSource
 from fnworker.scheduler.model.errors import bad_request
 from fnworker.scheduler.model.records import FunctionConfig
@@ -16,16 +17,29 @@ from fnworker.scheduler.model.records import FunctionConfig
 STORABLE_INTEGERS = (-(2**63), 2**64 - 1)
 """The integers the metadata records can hold (msgpack's)."""
 
+MAX_LOGGED_FIELDS = 20
+"""How many ignored field names one warning line lists (each cut to 100 characters)."""
+
+log = structlog.get_logger("fnworker.api")
+
 
 FREE_FORM_FIELDS = ("userConfig", "secrets", "producerConfig", "windowConfig")
 """Fields holding any JSON, with inputSpecs' cryptoConfig (typed numbers are bounded by
 the admission limits instead)."""
 
 
-def decoded_config(raw: bytes) -> FunctionConfig:
-    """The functionConfig part decoded (``decode_function_config``); a number the worker
-    could not store (an integer beyond 64 bits, say in userConfig) is a 400 too."""
-    config = decode_function_config(raw)
+def decoded_config(raw: bytes, function: str = "") -> FunctionConfig:
+    """The functionConfig part decoded (``decode_submitted_config``: fields fnworker does
+    not know are ignored, as Pulsar does, with one warning line naming them); a number the
+    worker could not store (an integer beyond 64 bits, say in userConfig) is a 400 too."""
+    config, unknown = decode_submitted_config(raw)
+    if unknown:
+        log.warning(
+            "functionConfig fields fnworker does not know were ignored",
+            function=function,
+            fields=[name[:100] for name in unknown[:MAX_LOGGED_FIELDS]],
+            count=len(unknown),
+        )
     document = msgspec.to_builtins(config)
     free_form = {field: document[field] for field in FREE_FORM_FIELDS if field in document}
     specs = document.get("inputSpecs", {})

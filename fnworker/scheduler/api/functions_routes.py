@@ -1,10 +1,10 @@
 """The ``/admin/v3/functions`` endpoints in Pulsar's shape: they turn HTTP into
 ``FunctionsAdmin`` calls and render the answers. Does network I/O (the request).
 
-The handlers decode (``function_forms``, over ``decode_function_config``: bad JSON,
-unknown fields and wrong types are 400s naming the part or field) and hand the admin
-the config as sent; the admin validates (``validate_new_function``), merges updates
-(``merge_update``), and decides existence (404, 409) and versions.
+The handlers decode (``function_forms``, over ``decode_submitted_config``: bad JSON and
+wrong types are 400s naming the part or field, unknown fields are logged and ignored)
+and hand the admin the config as sent; the admin validates (``validate_new_function``),
+merges updates (``merge_update``), and decides existence (404, 409) and versions.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ async def register_function(request: web.Request) -> web.Response:
     """Multipart ``functionConfig`` plus ``data`` (a file) or ``url``."""
     names = function_names(request)
     async with _package_form(request) as form:
-        config = decoded_config(form.require("functionConfig", CONFIG_WHAT))
+        config = decoded_config(form.require("functionConfig", CONFIG_WHAT), "/".join(names))
         source = package_source(form)
         check_register(request, names, config, source)
         await request.app[ADMIN].register(
@@ -97,7 +97,7 @@ async def update_function(request: web.Request) -> web.Response:
     names = function_names(request)
     async with _package_form(request) as form:
         raw = form.texts.get("functionConfig")
-        update = decoded_config(raw) if raw is not None else FunctionConfig()
+        update = decoded_config(raw, "/".join(names)) if raw is not None else FunctionConfig()
         check_update_options(form.texts.get("updateOptions"))
         source = package_source(form)
         check_update(request, names, update, source)

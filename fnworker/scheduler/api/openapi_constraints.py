@@ -164,6 +164,7 @@ def _consumer_config() -> Schema:
             "schemaType": _nullable({"type": "string"}),
             "serdeClassName": _nullable({"type": "string"}),
             "isRegexPattern": {"type": "boolean"},
+            "regexPattern": {"type": "boolean"},
             "receiverQueueSize": _integer(0, MAX_RECEIVER_QUEUE_SIZE),
             "schemaProperties": {"type": "object", "additionalProperties": {"type": "string"}},
             "consumerProperties": {"type": "object", "additionalProperties": {"type": "string"}},
@@ -294,13 +295,14 @@ def _some_input() -> Schema:
 def constrained_config(base: Schema, bounds: SchemaBounds, *, new: bool) -> Schema:
     """The FunctionConfig a register (``new``) or an update may send, from the record's
     own schema ``base``: identity fields left out (they come from the path; a body may
-    only repeat them), unknown fields refused, every rule above applied."""
+    only repeat them), every rule above applied. Fields it does not list are allowed
+    (the worker ignores them and logs their names, as Pulsar ignores them)."""
     schema = copy.deepcopy(base)
     properties = {k: v for k, v in schema["properties"].items() if k not in IDENTITY_FIELDS}
     for field, constraint in _field_constraints(bounds).items():
         properties[field] = {**constraint, "description": _describe(field, bounds)}
     schema["properties"] = {k: _without_default(v) for k, v in properties.items()}
-    schema["additionalProperties"] = False
+    schema["additionalProperties"] = True
     rules = _cross_field_rules()
     if new:
         schema["required"] = ["className"]
@@ -324,8 +326,8 @@ def constrained_config(base: Schema, bounds: SchemaBounds, *, new: bool) -> Sche
             "The fields to change; fields left out keep their value; the rules of "
             "NewFunctionConfig hold for the result. Inputs cannot be added, and "
             "processingGuarantees, retainOrdering, retainKeyOrdering, runtime, "
-            "autoAck, subName, outputSerdeClassName, outputSchemaType, subscriptionType "
-            "and subscriptionPosition cannot change."
+            "autoAck, subName, outputSerdeClassName, outputSchemaType and subscriptionType "
+            "cannot change; subscriptionPosition is ignored (as Pulsar's validateUpdate)."
         )
     schema["allOf"] = rules
     return schema

@@ -29,6 +29,7 @@ from fnworker.scheduler.decide.function_checks import CHECKS, input_topics
 from fnworker.scheduler.decide.function_decoding import (
     PYTHON,
     decode_function_config,
+    decode_submitted_config,
     function_config_from_mapping,
     unsupported_runtime,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "PYTHON",
     "complete_function_config",
     "decode_function_config",
+    "decode_submitted_config",
     "function_config_from_mapping",
     "input_topics",
     "merge_update",
@@ -62,9 +64,13 @@ IMMUTABLE_DEFAULTS: Mapping[str, Any] = {
     "output_serde_class_name": None,
     "output_schema_type": None,
     "subscription_type": None,
-    "subscription_position": None,
 }
 """Fields an update may not change, with the value an unset field stands for."""
+
+IGNORED_ON_UPDATE = ("subscription_position",)
+"""Fields an update leaves as they are whatever it sends, as Pulsar's validateUpdate does:
+its Java client always sends subscriptionPosition (``@Builder.Default`` Latest), so an
+update of an Earliest function must not be refused for it."""
 
 INPUT_FIELDS = (
     "inputs",
@@ -77,7 +83,8 @@ ENCODE_NAMES = {field.name: field.encode_name for field in msgspec.structs.field
 REPLACEABLE_FIELDS = tuple(
     name
     for name in ENCODE_NAMES
-    if name not in (*IDENTITY_FIELDS, "fqfn", *IMMUTABLE_DEFAULTS, *INPUT_FIELDS)
+    if name
+    not in (*IDENTITY_FIELDS, "fqfn", *IMMUTABLE_DEFAULTS, *IGNORED_ON_UPDATE, *INPUT_FIELDS)
 )
 
 
@@ -214,8 +221,9 @@ def merge_update(
 ) -> FunctionConfig:
     """The stored config with the update applied, validated, as Pulsar's validateUpdate.
 
-    Identity, processing guarantees, ordering, runtime, autoAck, the subscription
-    and the output serde/schema cannot change; input topics may be given again (to
+    Identity, processing guarantees, ordering, runtime, autoAck, the subscription name
+    and type and the output serde/schema cannot change; subscriptionPosition is ignored
+    (Pulsar's client always sends it); input topics may be given again (to
     change their serde or spec) but not added; every other field replaces the old
     value when the update sets it (a non-empty value) and keeps it otherwise.
     """
