@@ -145,6 +145,13 @@ def test_a_regex_pattern_input_spec_is_registered_as_a_topics_pattern(base: str)
     specs = call(base, "GET", f"{BASE}/pattern").json()["inputSpecs"]
     assert specs == {pattern: {"isRegexPattern": True}}
 
+    def pattern_error() -> str:
+        instance = call(base, "GET", f"{BASE}/pattern/status").json()["instances"][0]
+        error = str(instance["status"]["error"])
+        return error if "pattern" in error else ""
+
+    assert "regex pattern" in wait_for(pattern_error, timeout=30, what="the instance's error")
+
 
 def test_nulls_are_read_as_absent(base: str) -> None:
     reply = java_register(base, "nulls")
