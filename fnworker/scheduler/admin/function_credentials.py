@@ -32,6 +32,12 @@ class FunctionCredentials:
             ) from None
         return msgspec.structs.replace(record, auth=auth)
 
+    def would_change(self, record: FunctionRecord, token: str | None) -> bool:
+        """Whether writing a new version of ``record`` with ``token`` changes the stored
+        credentials: with a provider, every token-bearing update renews them, and one
+        without a token removes the stored ones."""
+        return self.provider is not None and (token is not None or record.auth is not None)
+
     async def forget(self, record: FunctionRecord) -> None:
         """Remove the credentials stored for a record that was not written, or that a
         newer version replaced (best effort: a leftover Secret is logged, not fatal)."""

@@ -106,7 +106,8 @@ class FunctionWrites:
     ) -> FunctionRecord:
         """Merge an update into the stored function and write the next version (the
         function's stored token is replaced by the updater's, or removed without one).
-        As Pulsar: a missing function and an update that changes nothing are 400s."""
+        As Pulsar: a missing function and an update that changes nothing (no config
+        field, no package, no credentials to renew) are 400s."""
         existing = self.backend.functions().get(fqfn_of(tenant, namespace, name))
         if existing is None:
             raise bad_request(f"Function {name} doesn't exist")
@@ -119,7 +120,11 @@ class FunctionWrites:
             package_name(source, config) or existing_name(existing),
             self.limits,
         )
-        if validated == existing.config and not brings_package(source, config):
+        if (
+            validated == existing.config
+            and not brings_package(source, config)
+            and not self.credentials.would_change(existing, auth_token)
+        ):
             raise bad_request("Update contains no change")
         self.check_fleet_room(validated, existing.fqfn)
         version = existing.version + 1
