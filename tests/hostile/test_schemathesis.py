@@ -41,6 +41,19 @@ expected-statuses = ["400", "401", "403", "404", "405", "409", "413", "415", "42
 include-path-regex = "^/admin/v2/worker/(rebalance|drain|leader/drain)$"
 checks.positive_data_acceptance.expected-statuses = ["200", "400"]
 
+# As Pulsar answers: an update of a missing function is 400 "Function X doesn't exist",
+# an update that changes nothing 400 "Update contains no change", and a start of running
+# (a stop of stopped) instances 400 "Operation not permitted" (docs/rest-api.md).
+[[operations]]
+include-path = "/admin/v3/functions/{tenant}/{namespace}/{functionName}"
+include-method = "PUT"
+checks.positive_data_acceptance.expected-statuses = ["200", "400", "404", "409"]
+
+[[operations]]
+include-path-regex = "/(start|stop)$"
+include-method = "POST"
+checks.positive_data_acceptance.expected-statuses = ["200", "400", "404", "409"]
+
 # Any bytes are a valid file to upload: a "schema-violating" data part (a JSON object
 # where the document says binary) is still just a file, stored as sent. Bad paths are
 # refused, as tests/e2e/test_pulsar_endpoints.py checks.
