@@ -46,6 +46,10 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+SAVE_ATTEMPTS = 3
+"""How often ``save`` makes its folder again when a concurrent delete removed it."""
+
+
 class PackageStore:
     """Function packages under one root directory."""
 
@@ -63,9 +67,18 @@ class PackageStore:
         name = safe_file_name(file_name)
         digest = sha256_of(source)
         folder = self.function_dir(fqfn) / f"v{version}-{digest[:8]}"
-        folder.mkdir(parents=True, exist_ok=True)
         target = folder / name
-        shutil.copyfile(source, target)
+        for attempt in range(SAVE_ATTEMPTS):
+            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                shutil.copyfile(source, target)
+                break
+            except FileNotFoundError:
+                # A delete of the same function pruned the folder between mkdir and
+                # copy; make it again (the write that follows then meets the delete's
+                # version and is refused as a conflict, not a 500).
+                if attempt == SAVE_ATTEMPTS - 1:
+                    raise
         relative = target.relative_to(self.root).as_posix()
         return PackageRef(
             path=relative, original_file_name=name, sha256=digest, size=target.stat().st_size
