@@ -139,3 +139,33 @@ def test_an_upload_survives_sigkill_and_restart(tmp_path: Path) -> None:
         assert download(again.admin_url, "big").status == 404
     finally:
         stop(again)
+
+
+def test_uploads_stop_at_the_file_limit_but_stored_paths_may_be_replaced(
+    standalone_worker: Any,
+) -> None:
+    """Each upload is capped by maxPackageSizeBytes and their number by
+    MAX_UPLOADED_FILES, so uploads cannot fill the disk. The worker's folder is filled
+    up to the limit by hand (1,000 HTTP uploads would only be slower)."""
+    from fnworker.scheduler.api.uploads_routes import MAX_UPLOADED_FILES
+
+    base = str(standalone_worker.admin_url)
+    assert (
+        call(base, "POST", "/admin/v3/functions/upload", upload_form(b"v1", "keep/me")).status
+        == 200
+    )
+    folder = standalone_worker.state_dir / "uploads"
+    kept = sum(1 for entry in os.scandir(folder) if not entry.name.startswith("."))
+    fillers = [folder / f"filler-{index:04d}" for index in range(MAX_UPLOADED_FILES - kept)]
+    try:
+        for filler in fillers:
+            filler.write_bytes(b"")
+        refused = call(base, "POST", "/admin/v3/functions/upload", upload_form(b"x", "one/more"))
+        assert refused.status == 400 and f"the limit is {MAX_UPLOADED_FILES}" in refused.reason
+        assert download(base, "one/more").status == 404
+        replaced = call(base, "POST", "/admin/v3/functions/upload", upload_form(b"v2", "keep/me"))
+        assert replaced.status == 200
+        assert download(base, "keep/me").body == b"v2"
+    finally:
+        for filler in fillers:
+            filler.unlink(missing_ok=True)

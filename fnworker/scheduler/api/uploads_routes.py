@@ -34,6 +34,9 @@ from fnworker.scheduler.model.errors import ApiError, bad_request, unavailable
 UPLOADS_DIR = web.AppKey("fnworker_uploads_dir", Path)
 """Where uploaded files are kept (``{stateDirectory}/uploads``; set by the worker)."""
 MAX_PATH_CHARS: Final = 1024
+MAX_UPLOADED_FILES: Final = 1000
+"""How many paths one worker keeps (replacing a stored path is always allowed), so
+uploads cannot fill the state directory's disk: at most this many x maxPackageSizeBytes."""
 _SEGMENT = r"(?:[^/.\x00-\x1f][^/\x00-\x1f]*|\.[^/.\x00-\x1f][^/\x00-\x1f]*|\.\.[^/\x00-\x1f]+)"
 PATH_PATTERN: Final = f"^{_SEGMENT}(?:/{_SEGMENT})*$"
 """A relative path: segments joined by '/', none empty, '.' or '..', no control characters."""
@@ -94,8 +97,22 @@ async def upload_file(request: web.Request) -> web.Response:
         data = form.files.get("data")
         if data is None:
             raise bad_request(f"part 'data' is missing; expected the file to store at '{path}'")
-        await anyio.to_thread.run_sync(_commit, data.path, stored_file(request, path))
+        target = stored_file(request, path)
+        await anyio.to_thread.run_sync(_check_room, target)
+        await anyio.to_thread.run_sync(_commit, data.path, target)
     return empty_reply()
+
+
+def _check_room(target: Path) -> None:
+    """A 400 when a new path would make the worker keep more than MAX_UPLOADED_FILES."""
+    if target.exists() or not target.parent.is_dir():
+        return
+    kept = sum(1 for entry in os.scandir(target.parent) if not entry.name.startswith("."))
+    if kept >= MAX_UPLOADED_FILES:
+        raise bad_request(
+            f"this worker already keeps {kept} uploaded files, the limit is "
+            f"{MAX_UPLOADED_FILES}; expected an upload to a path stored before"
+        )
 
 
 async def download_file(request: web.Request) -> web.StreamResponse:
