@@ -15,6 +15,7 @@ import sys
 import threading
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NoReturn
 
 import anyio
 import msgspec
@@ -154,6 +155,18 @@ async def run_until_signalled(
         group.cancel_scope.cancel()
 
 
+def exit_process(code: int) -> NoReturn:
+    """End the process with ``code`` once the worker has stopped everything it owns:
+    flush the logs and standard streams, then skip the interpreter's teardown, where
+    the pulsar C++ client aborts the process (SIGABRT, "terminate called without an
+    active exception") when an instance thread abandoned at stop still holds a client
+    with a call pending (a subscribe to thousands of topics, a call in user code)."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def exit_after(seconds: float) -> threading.Timer:
     """Make the process exit ``seconds`` from now even if stopping hangs (an instance
     stuck in user code or in a blocking client call): the last resort behind every
@@ -236,7 +249,7 @@ def run_standalone(
         if broker is not None:
             broker.stop()
             log.info("embedded broker stopped")
-    return 0
+    exit_process(0)
 
 
 def run_worker(config_path: Path, bind_address: str = "0.0.0.0") -> int:
@@ -246,4 +259,4 @@ def run_worker(config_path: Path, bind_address: str = "0.0.0.0") -> int:
     if config is None or not check_security(config):
         return 2
     anyio.run(run_until_signalled, config, bind_address)
-    return 0
+    exit_process(0)
