@@ -53,7 +53,8 @@ from fnworker.runtimes.client_pool import (
 from fnworker.runtimes.instance.consumer_ids import ConsumerIdSpreader
 from fnworker.runtimes.instance.host import InstanceHost, InstanceStartError
 from fnworker.runtimes.instance.instance_plan import PlanError, plan_instance
-from fnworker.runtimes.instance.state_store import StateStores
+from fnworker.runtimes.instance.state_log import FunctionStateLog
+from fnworker.runtimes.instance.state_logs import StateLogs
 from fnworker.runtimes.instance.stats import describe
 from fnworker.runtimes.lifecycle import InstanceLifecycle
 from fnworker.scheduler.model.clock import SYSTEM_CLOCK, Clock
@@ -79,6 +80,7 @@ class InstanceSlot(msgspec.Struct, kw_only=True):
     error: str = ""
     restarts: int = 0
     lease: ClientLease | None = None
+    state: FunctionStateLog | None = None
     abandoned: bool = False
     opened: threading.Event = msgspec.field(default_factory=threading.Event)
     opening_since: float
@@ -136,7 +138,7 @@ class ThreadRuntime(InstanceLifecycle[InstanceSlot]):
         self._pool = ClientPool(self._make_client, consumer_ids)
         self._slots_lock = threading.Lock()
         super().__init__()
-        self._states = StateStores()
+        self._states = StateLogs(self._make_client)
 
     def thread_name(self, instance: InstanceId) -> str:
         """The name of an instance's thread."""
@@ -184,6 +186,13 @@ class ThreadRuntime(InstanceLifecycle[InstanceSlot]):
             for instance in list(self._held):
                 group.start_soon(self.stop, instance)
         with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(
+                run_bounded,
+                self._states.close_all,
+                self.close_timeout_seconds,
+                "close state logs",
+                abandon_on_cancel=True,
+            )
             abandoned = await anyio.to_thread.run_sync(
                 self._pool.close_all, self.close_timeout_seconds, abandon_on_cancel=True
             )
@@ -249,10 +258,11 @@ class ThreadRuntime(InstanceLifecycle[InstanceSlot]):
             slot.error = f"creating the pulsar client failed: {describe(error)}"
             return
         slot.lease = lease
+        slot.state = self._states.acquire(spec)
         host = InstanceHost(
             spec,
             lease.client,
-            self._states.for_function(spec.function.fqfn),
+            slot.state,
             thread_name=self.thread_name(spec.instance),
             nack_redelivery_delay_ms=self.nack_redelivery_delay_ms,
             consumer_ids=lease.consumer_ids,
@@ -280,7 +290,11 @@ class ThreadRuntime(InstanceLifecycle[InstanceSlot]):
         self._end_lease(slot)
 
     def _end_lease(self, slot: InstanceSlot) -> None:
-        """Release the slot's client (blocking: a dedicated client is closed, bounded)."""
+        """Release the slot's state log and client (blocking: a dedicated client is
+        closed, bounded)."""
+        state, slot.state = slot.state, None
+        if state is not None:
+            self._states.release(state)
         lease = slot.lease
         client = lease.release() if lease is not None else None
         if client is None:

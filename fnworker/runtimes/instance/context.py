@@ -20,8 +20,9 @@ from fnworker.runtimes.instance.instance_plan import InstancePlan, base_topic_na
 from fnworker.runtimes.instance.loader import LoadedFunction
 from fnworker.runtimes.instance.secret_providers import SecretsProvider
 from fnworker.runtimes.instance.serde import SerDe, make_serde
-from fnworker.runtimes.instance.state_store import StateStore
+from fnworker.runtimes.instance.state_log import FunctionStateLog
 from fnworker.runtimes.instance.stats import InstanceStats
+from fnworker.scheduler.model.function_state import StateError
 from fnworker.scheduler.model.records import FunctionRecord
 
 COMPRESSION = {
@@ -102,7 +103,7 @@ class InstanceContext(Context):  # type: ignore[misc]
         code: LoadedFunction,
         consumer: pulsar.Consumer,
         producers: Producers,
-        state: StateStore,
+        state: FunctionStateLog,
         stats: InstanceStats,
         logger: logging.Logger,
         secrets: SecretsProvider,
@@ -269,21 +270,27 @@ class InstanceContext(Context):  # type: ignore[misc]
     # -- state -------------------------------------------------------------
 
     def incr_counter(self, key: str, amount: int) -> None:
-        """Add ``amount`` to a counter shared by the function's instances here."""
-        self.state.incr_counter(str(key), amount)
+        """Add ``amount`` to a counter shared by every instance of the function, on any
+        worker (durable: runtimes/instance/state_log.py)."""
+        if isinstance(amount, bool) or not isinstance(amount, int):
+            raise StateError(
+                f"incr_counter amount {amount!r} for key '{key}' is a "
+                f"{type(amount).__name__}; amounts must be integers"
+            )
+        self.state.incr_counter(key, amount)
 
     def get_counter(self, key: str) -> int:
         """A counter's value, 0 if never incremented."""
-        return self.state.get_counter(str(key))
+        return self.state.get_counter(key)
 
     def del_counter(self, key: str) -> None:
         """Delete a counter."""
-        self.state.delete(str(key))
+        self.state.delete(key)
 
     def put_state(self, key: str, value: Any) -> None:
-        """Store a value."""
-        self.state.put(str(key), value)
+        """Store a value (str or bytes) shared by every instance of the function."""
+        self.state.put(key, value)
 
     def get_state(self, key: str) -> Any:
-        """A stored value, None if absent."""
-        return self.state.get(str(key))
+        """A stored value (str if it was put as str, else bytes), None if absent."""
+        return self.state.get(key)

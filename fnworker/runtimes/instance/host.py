@@ -32,7 +32,7 @@ from fnworker.runtimes.instance.package_layout import PackageError
 from fnworker.runtimes.instance.progress import describe_stall, stall_of
 from fnworker.runtimes.instance.secret_providers import secrets_provider_named
 from fnworker.runtimes.instance.serde import make_serde
-from fnworker.runtimes.instance.state_store import StateStore
+from fnworker.runtimes.instance.state_log import FunctionStateLog
 from fnworker.runtimes.instance.stats import InstanceStats, describe
 from fnworker.scheduler.model.clock import SYSTEM_CLOCK, Clock
 from fnworker.scheduler.model.instances import InstanceMetrics, InstanceSpec
@@ -84,7 +84,7 @@ class InstanceHost:
         self,
         spec: InstanceSpec,
         client: pulsar.Client,
-        state: StateStore,
+        state: FunctionStateLog,
         *,
         thread_name: str,
         nack_redelivery_delay_ms: int = 1000,

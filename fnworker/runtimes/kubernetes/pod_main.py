@@ -46,12 +46,17 @@ from fnworker.runtimes.broker_client import make_client
 from fnworker.runtimes.instance.host import InstanceHost, InstanceStartError
 from fnworker.runtimes.instance.instance_plan import PlanError
 from fnworker.runtimes.instance.package_layout import PackageError
-from fnworker.runtimes.instance.state_store import StateStore
+from fnworker.runtimes.instance.state_logs import state_log_for
 from fnworker.runtimes.instance.stats import describe
 from fnworker.runtimes.kubernetes.pod_server import InstanceView, serve_pod
 from fnworker.runtimes.process.process_main import close_quietly, skip_consumer_ids
 from fnworker.scheduler.decide.function_validation import function_config_from_mapping
-from fnworker.scheduler.model.instances import ClientSettings, InstanceSpec
+from fnworker.scheduler.model.instances import (
+    DEFAULT_FUNCTIONS_NAMESPACE,
+    ClientSettings,
+    InstanceSpec,
+    StateSettings,
+)
 from fnworker.scheduler.model.records import FunctionRecord, fqfn_of, instance_id_of
 from fnworker.scheduler.settings.logging_setup import configure_logging
 
@@ -90,6 +95,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--fetch-timeout-seconds", type=float, default=120.0)
     parser.add_argument("--stop-grace-seconds", type=float, default=5.0)
     parser.add_argument("--cluster-name", default="standalone")
+    parser.add_argument("--state-namespace", default=DEFAULT_FUNCTIONS_NAMESPACE)
     parser.add_argument(
         "--bind-address", default=os.environ.get("POD_IP") or "0.0.0.0",
         help="where the control and metrics ports listen (default: $POD_IP, else all)",
@@ -188,6 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         client=client_settings,
         secrets_provider=args.secrets_provider,
         cluster_name=args.cluster_name,
+        state=StateSettings(namespace=args.state_namespace),
     )
     ports = PodPorts(address=args.bind_address, control=args.grpc_port, metrics=args.metrics_port)
     return run_instance(spec, stopping, args.stop_grace_seconds, ports)
@@ -221,7 +228,9 @@ def run_instance(
     except Exception as error:  # noqa: BLE001 - one sentence in the log
         log.error("creating the pulsar client failed: %s", describe(error))
         return EXIT_START_FAILED
-    host = InstanceHost(spec, client, StateStore(), thread_name=str(spec.instance))
+    host = InstanceHost(
+        spec, client, state_log_for(spec, lambda: client), thread_name=str(spec.instance)
+    )
     try:
         skip_consumer_ids(client, spec.function, spec.index)
         host.open()
@@ -243,6 +252,7 @@ def run_instance(
     host.request_stop()
     host.join(max(0.1, grace - 1.0))
     host.close()
+    host.state.close()
     close_quietly(client)
     log.info("instance stopped: %s", spec.instance)
     return code

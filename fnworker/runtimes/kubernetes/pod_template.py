@@ -111,6 +111,8 @@ def pod_args(
         "--pod-name", "$(POD_NAME)",
         "--grpc-port", str(settings.grpc_port),
         "--secrets-provider", SECRETS_PROVIDER if settings.kubernetes_secrets else "clear-text",
+        "--cluster-name", settings.cluster_name,
+        "--state-namespace", settings.functions_namespace,
     ]  # fmt: skip
     if settings.metrics_port is not None:
         args += ["--metrics-port", str(settings.metrics_port)]

@@ -37,6 +37,9 @@ class KubernetesSettings(msgspec.Struct, frozen=True, kw_only=True):
     pulsar_service_url: str = "pulsar://localhost:6650"
     pulsar_admin_url: str = "http://localhost:6750"
     dependencies_dir: str = "/pulsar/instances/deps"
+    functions_namespace: str = "public/functions"
+    """The cluster's pulsarFunctionsNamespace: where the pods keep function state."""
+    cluster_name: str = "standalone"
     kubernetes_secrets: bool = False
     """True when secretsProviderConfiguratorClassName selects the Kubernetes configurator."""
 
@@ -87,6 +90,8 @@ def settings_from_worker(config: WorkerConfig) -> KubernetesSettings:
         pulsar_service_url=factory.pulsar_service_url or broker_client_settings(config).service_url,
         pulsar_admin_url=factory.pulsar_admin_url or worker_web_address(config),
         dependencies_dir=dependencies_dir(factory),
+        functions_namespace=config.pulsar_functions_namespace,
+        cluster_name=config.pulsar_functions_cluster,
         kubernetes_secrets=selects_kubernetes_secrets(
             config.secrets_provider_configurator_class_name
         ),

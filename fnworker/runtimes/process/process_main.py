@@ -47,7 +47,7 @@ from fnworker.runtimes.broker_client import make_client
 from fnworker.runtimes.instance.host import InstanceHost, InstanceStartError
 from fnworker.runtimes.instance.instance_plan import PlanError, plan_instance
 from fnworker.runtimes.instance.package_layout import PackageError
-from fnworker.runtimes.instance.state_store import StateStore
+from fnworker.runtimes.instance.state_logs import state_log_for
 from fnworker.runtimes.instance.stats import describe
 from fnworker.runtimes.process.control import (
     Boot,
@@ -149,7 +149,12 @@ class InstanceProcess:
             return self.fail_start(
                 InstanceStartError(f"creating the pulsar client failed: {describe(error)}"), None
             )
-        host = InstanceHost(self.spec, client, StateStore(), thread_name=str(self.spec.instance))
+        host = InstanceHost(
+            self.spec,
+            client,
+            state_log_for(self.spec, lambda: client),
+            thread_name=str(self.spec.instance),
+        )
         log.info("instance opening: loading the code and subscribing")
         try:
             skip_consumer_ids(client, self.spec.function, self.spec.index)
@@ -218,6 +223,7 @@ class InstanceProcess:
         host.request_stop()
         host.join(join_budget(order.deadline, time.monotonic()))
         host.close()
+        host.state.close()
         close_quietly(client)
         log.info("instance stopped: %s", self.spec.instance)
 

@@ -32,6 +32,19 @@ class ClientSettings(msgspec.Struct, frozen=True, kw_only=True):
     operation_timeout_seconds: int = 30
 
 
+DEFAULT_FUNCTIONS_NAMESPACE = "public/functions"
+"""Pulsar's default ``pulsarFunctionsNamespace``."""
+
+
+class StateSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Where an instance keeps ``context`` state: one topic per function in the cluster's
+    functions namespace on the instance's own broker (runtimes/instance/state_log.py)."""
+
+    namespace: str = DEFAULT_FUNCTIONS_NAMESPACE
+    write_timeout_seconds: float = 30.0
+    """How long ``incr_counter``/``put_state`` wait for the broker before raising."""
+
+
 class InstanceSpec(msgspec.Struct, frozen=True, kw_only=True):
     """Everything a driver needs to run instance ``index`` of ``function``.
 
@@ -47,6 +60,8 @@ class InstanceSpec(msgspec.Struct, frozen=True, kw_only=True):
     client: ClientSettings
     secrets_provider: str = "clear-text"
     cluster_name: str = "standalone"
+    state: StateSettings = StateSettings()
+    """Where the function's state lives (the worker's ``pulsarFunctionsNamespace``)."""
     package_limits: PackageLimits = PackageLimits()
     """The worker's maxPackageUnpackedBytes / maxPackageFiles / maxModuleParseBytes,
     enforced again when the instance unpacks and checks its package."""

@@ -21,7 +21,7 @@ from fnworker.coordination.embedded_broker import free_loopback_port
 from fnworker.runtimes.broker_client import with_tls_scheme
 from fnworker.runtimes.driver import RuntimeDriver
 from fnworker.runtimes.registry import create_auth_provider, create_driver
-from fnworker.scheduler.model.instances import ClientSettings, InstanceSpec
+from fnworker.scheduler.model.instances import ClientSettings, InstanceSpec, StateSettings
 
 if TYPE_CHECKING:
     from fnworker.runtimes.kubernetes.auth_provider import KubernetesSecretsTokenAuthProvider
@@ -157,6 +157,7 @@ class SpecMaker:
             client=self.client,
             secrets_provider=secrets_provider_of(self.config),
             cluster_name=self.config.pulsar_functions_cluster,
+            state=StateSettings(namespace=self.config.pulsar_functions_namespace),
             package_limits=self.limits,
         )
 
