@@ -1,5 +1,7 @@
 """What each ``fnworker functions <action>`` does: one small coroutine per action,
-returning the text to print. Does network and file I/O through ``AdminClient``."""
+returning the text to print (state and upload actions in ``state_commands``;
+``localrun`` calls no worker and lives in ``localrun``). Does network and file I/O
+through ``AdminClient``."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from fnworker.scheduler.cli.function_config import (
     function_names,
     load_config_file,
 )
+from fnworker.scheduler.cli.state_commands import download_path, putstate, querystate, upload
 from fnworker.scheduler.model.records import FunctionConfig
 
 URL_SCHEMES = ("file", "http", "https")
@@ -137,6 +140,8 @@ async def trigger(client: AdminClient, args: argparse.Namespace) -> str:
 
 
 async def download(client: AdminClient, args: argparse.Namespace) -> str:
+    if args.path:
+        return await download_path(client, args)
     path = function_path(*function_names(args), "download")
     await client.download(path, Path(args.destination_file))
     return "Downloaded successfully"
@@ -155,4 +160,7 @@ COMMANDS: dict[str, Command] = {
     "restart": lifecycle("restart", "Restarted successfully"),
     "trigger": trigger,
     "download": download,
+    "upload": upload,
+    "querystate": querystate,
+    "putstate": putstate,
 }

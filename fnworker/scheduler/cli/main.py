@@ -2,8 +2,9 @@
 Does I/O (the worker, or HTTP calls to it); exit code 0 on success, 1 on an error
 (reason on stderr), 2 on a usage mistake.
 
-``standalone`` and ``worker`` import ``fnworker.scheduler.worker.launch`` only when run, so
-``fnworker functions ...`` works in any installation.
+``standalone``, ``worker`` and ``functions localrun`` import
+``fnworker.scheduler.worker.launch`` only when run, so ``fnworker functions ...`` works
+in any installation.
 """
 
 from __future__ import annotations
@@ -20,14 +21,19 @@ from fnworker.scheduler.cli.admin_client import admin_client
 from fnworker.scheduler.cli.function_commands import COMMANDS, Command
 from fnworker.scheduler.cli.function_config import CliError
 from fnworker.scheduler.cli.parser import build_parser, connection_of
+from fnworker.scheduler.cli.worker_commands import WORKER_COMMANDS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command ``argv`` names (default: the process arguments)."""
     args = build_parser(os.environ).parse_args(argv)
     try:
+        if args.command == "functions" and args.action == "localrun":
+            return run_localrun(args)
         if args.command == "functions":
             return run_function_command(COMMANDS[args.action], args)
+        if args.command == "functions-worker":
+            return run_function_command(WORKER_COMMANDS[args.action], args)
         if args.command == "standalone":
             return run_standalone(args)
         if args.command == "kubernetes":
@@ -39,8 +45,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_function_command(command: Command, args: argparse.Namespace) -> int:
-    """Run one ``functions`` action and print what it answers."""
-    output = asyncio.run(call_worker(command, args))
+    """Run one ``functions`` or ``functions-worker`` action and print what it answers
+    (Ctrl-C ends ``querystate --watch``, exit code 0)."""
+    try:
+        output = asyncio.run(call_worker(command, args))
+    except KeyboardInterrupt:
+        return 0
     if output:
         print(output)
     return 0
@@ -50,6 +60,13 @@ async def call_worker(command: Command, args: argparse.Namespace) -> str:
     """One action against the worker at ``--admin-url``."""
     async with admin_client(args.admin_url, connection_of(args)) as client:
         return await command(client, args)
+
+
+def run_localrun(args: argparse.Namespace) -> int:
+    """``fnworker functions localrun``: the function's instances in the foreground."""
+    from fnworker.scheduler.cli.localrun import localrun_command
+
+    return localrun_command(args)
 
 
 def run_kubernetes_render(args: argparse.Namespace) -> int:
