@@ -24,6 +24,7 @@ from fnworker.coordination.events import (
     MembershipView,
     VersionConflict,
 )
+from fnworker.scheduler.model.function_state import StateRecord, StateTable
 from fnworker.scheduler.model.records import (
     Assignment,
     Fqfn,
@@ -90,4 +91,12 @@ class CoordinationBackend(Protocol):
 
     async def fetch_package(self, ref: PackageRef, target: Path) -> None:
         """Copy a package stored by another worker to ``target`` on this one."""
+        ...
+
+    async def read_state(self, fqfn: Fqfn, incarnation: int) -> StateTable:
+        """The state of ``fqfn``'s incarnation as its state topic holds it now."""
+        ...
+
+    async def write_state(self, fqfn: Fqfn, record: StateRecord) -> None:
+        """Append one record to ``fqfn``'s state topic."""
         ...

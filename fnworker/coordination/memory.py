@@ -25,7 +25,9 @@ from fnworker.coordination.protocol import Send, Timings, Topic
 from fnworker.coordination.protocol_backend import ProtocolBackend
 from fnworker.coordination.wire import FunctionWrite
 from fnworker.scheduler.model.clock import SYSTEM_CLOCK, Clock
+from fnworker.scheduler.model.function_state import StateRecord, StateTable
 from fnworker.scheduler.model.records import (
+    Fqfn,
     PackageRef,
     WorkerInfo,
 )
@@ -131,6 +133,17 @@ class MemoryCoordination(ProtocolBackend):
     async def fetch_package(self, ref: PackageRef, target: Path) -> None:
         """Never needed in one process: the package is already on this disk."""
         raise FileNotFoundError(f"package {ref.path} is not in the local store")
+
+    async def read_state(self, fqfn: Fqfn, incarnation: int) -> StateTable:
+        """Fold the records this cluster holds for ``fqfn``'s state."""
+        table = StateTable(incarnation)
+        for record in self.cluster.topic(f"state:{fqfn}").records:
+            table.apply(record)
+        return table
+
+    async def write_state(self, fqfn: Fqfn, record: StateRecord) -> None:
+        """Append one record to ``fqfn``'s state."""
+        self.cluster.topic(f"state:{fqfn}").append(record)
 
     async def append_metadata(self, write: FunctionWrite) -> None:
         """Append one write to the cluster's metadata topic."""

@@ -26,6 +26,7 @@ from fnworker.coordination.events import CoordinationEvent, FunctionsChanged
 from fnworker.coordination.fleet_settings import FleetSettings
 from fnworker.coordination.protocol_backend import ProtocolBackend
 from fnworker.coordination.pulsar_packages import fetch_package, store_package
+from fnworker.coordination.pulsar_state import append_state, read_state_table
 from fnworker.coordination.pulsar_transport import (
     ENCODE,
     PulsarTopics,
@@ -42,7 +43,9 @@ from fnworker.coordination.wire import (
     Report,
 )
 from fnworker.scheduler.model.clock import SYSTEM_CLOCK, Clock
+from fnworker.scheduler.model.function_state import StateRecord, StateTable, state_topic
 from fnworker.scheduler.model.records import (
+    Fqfn,
     PackageRef,
     WorkerInfo,
 )
@@ -97,6 +100,17 @@ class PulsarCoordination(ProtocolBackend):
         """Write a package to the packages topic in chunks; the ref names the first one."""
         assert self.pulsar is not None
         return await store_package(self.pulsar, ref, path)
+
+    async def read_state(self, fqfn: Fqfn, incarnation: int) -> StateTable:
+        """Fold ``fqfn``'s state topic from its start to its last entry."""
+        assert self.pulsar is not None
+        topic = state_topic(self.topics.namespace, fqfn)
+        return await read_state_table(self.pulsar.client, topic, incarnation)
+
+    async def write_state(self, fqfn: Fqfn, record: StateRecord) -> None:
+        """Append one record to ``fqfn``'s state topic."""
+        assert self.pulsar is not None
+        await append_state(self.pulsar, state_topic(self.topics.namespace, fqfn), record)
 
     async def fetch_package(self, ref: PackageRef, target: Path) -> None:
         """Read a package's chunks from the packages topic into ``target``."""

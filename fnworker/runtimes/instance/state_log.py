@@ -76,7 +76,7 @@ class FunctionStateLog:
         self.timeout = settings.write_timeout_seconds
         self._lock = threading.Lock()
         self._open_lock = threading.Lock()
-        self._table = StateTable()
+        self._table = StateTable(incarnation)
         self._pending: OrderedDict[Position, StateRecord] = OrderedDict()
         self._applied: OrderedDict[Position, None] = OrderedDict()
         self._producer: pulsar.Producer | None = None

@@ -6,6 +6,7 @@ validators, then writes through the coordination backend; a concurrent change is
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 
 import msgspec
 import structlog
@@ -61,6 +62,8 @@ class FunctionWrites:
         self.fleet = fleet
         self.admission = admission
         self.limits = admission.limits
+        self.on_deleted: Callable[[FunctionRecord], Awaitable[None]] | None = None
+        """Called after a delete is stored (the state service clears the state)."""
 
     async def register(
         self,
@@ -175,6 +178,8 @@ class FunctionWrites:
         except VersionConflict as error:
             raise conflict(str(error)) from error
         self.packages.prune(existing.fqfn)
+        if self.on_deleted is not None:
+            await self.on_deleted(existing)
         log.info("function deleted", function=existing.fqfn)
 
     async def set_states(

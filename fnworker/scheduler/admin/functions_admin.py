@@ -8,6 +8,7 @@ own client) and ``FleetAdmin`` (the fleet: assignments, rebalance, drain).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from fnworker.coordination.backend import CoordinationBackend
 from fnworker.runtimes.driver import FunctionAuthProvider, RuntimeDriver
@@ -17,6 +18,7 @@ from fnworker.scheduler.admin.function_reads import FunctionReads
 from fnworker.scheduler.admin.function_writes import FunctionWrites
 from fnworker.scheduler.admin.package_service import PackageService
 from fnworker.scheduler.admin.package_store import PackageStore
+from fnworker.scheduler.admin.state_service import StateService
 from fnworker.scheduler.admin.status_service import StatusService
 from fnworker.scheduler.admin.trigger_service import TriggerService
 from fnworker.scheduler.decide.admission_limits import AdmissionMemo
@@ -71,6 +73,8 @@ class WorkerFunctionsAdmin:
         )
         self.status = StatusService(me=me, reads=self.reads, fleet=fleet, admission=admission)
         self.triggers = TriggerService(self.reads, client_settings)
+        self.state = StateService(self.reads, backend)
+        self.writes.on_deleted = self.state.clear
 
     # -- reads -------------------------------------------------------------
 
@@ -155,6 +159,16 @@ class WorkerFunctionsAdmin:
     ) -> bytes | None:
         """Send ``value`` to the function's input and return its output."""
         return await self.triggers.trigger(tenant, namespace, name, value, topic)
+
+    async def get_state(self, tenant: str, namespace: str, name: str, key: str) -> Any:
+        """One key of the function's state in Pulsar's FunctionState shape, or 404."""
+        return await self.state.get(tenant, namespace, name, key)
+
+    async def put_state(
+        self, tenant: str, namespace: str, name: str, key: str, body: bytes
+    ) -> None:
+        """Store a value sent as Pulsar's FunctionState JSON."""
+        await self.state.put(tenant, namespace, name, key, body)
 
     # -- the fleet (passed through) ----------------------------------------
 

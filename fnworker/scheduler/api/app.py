@@ -21,6 +21,7 @@ from fnworker.scheduler.admin.forwarding import track_hops
 from fnworker.scheduler.admin.protocol import FunctionsAdmin
 from fnworker.scheduler.api import (
     functions_routes,
+    state_routes,
     uploads_routes,
     worker_extras_routes,
     worker_routes,
@@ -43,6 +44,7 @@ from fnworker.scheduler.security.web_security import OPEN, WebSecurity
 log = structlog.get_logger("fnworker.api")
 
 ALL_ROUTES: Sequence[Route] = (
+    *state_routes.ROUTES,  # first: a key named 'status' is not instance 'state'
     *functions_routes.ROUTES,
     *uploads_routes.ROUTES,
     *worker_routes.ROUTES,

@@ -33,9 +33,9 @@ StateOp = Literal["incr", "put", "delete", "clear"]
 class StateRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """One write to a function's state topic.
 
-    ``incarnation`` is the function's ``create_time_ms``: a ``clear`` written when
-    the function is deleted also voids any late write of that incarnation, so a
-    re-created function starts empty."""
+    ``incarnation`` is the function's ``create_time_ms``: a function deleted and
+    created again under the same name is a new incarnation and starts empty; the
+    ``clear`` written at the delete also voids late writes of the old one."""
 
     op: StateOp
     key: str = ""
@@ -125,24 +125,24 @@ def value_record(key: str, value: object, incarnation: int) -> StateRecord:
 
 
 class StateTable:
-    """The fold of one function's state topic: every key's current entry."""
+    """The fold of one function's state topic for one incarnation of the function:
+    records of other incarnations (a deleted function of the same name, or its late
+    writes) are not this function's state."""
 
-    def __init__(self) -> None:
+    def __init__(self, incarnation: int) -> None:
+        self.incarnation = incarnation
         self.entries: dict[str, StateEntry] = {}
-        self.cleared: set[int] = set()
+        self.cleared = False
 
     def apply(self, record: StateRecord) -> str:
-        """Apply one record; a short reason when it is ignored, else ''."""
-        if record.op == "clear":
-            self.cleared.add(record.incarnation)
-            self.entries = {
-                key: entry
-                for key, entry in self.entries.items()
-                if entry.incarnation not in self.cleared
-            }
+        """Apply one record; a short reason when it is refused, else '' (records of
+        other incarnations, and late ones after a clear, are left out silently)."""
+        if record.incarnation != self.incarnation or self.cleared:
             return ""
-        if record.incarnation in self.cleared:
-            return "written by a deleted function"
+        if record.op == "clear":
+            self.cleared = True
+            self.entries = {}
+            return ""
         return apply_to(self.entries, record)
 
     def entry(self, key: str) -> StateEntry | None:
