@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -17,6 +18,7 @@ import pulsar
 import pytest
 
 from tests.conftest import quiet_client
+from tests.integration.worker_process import WorkerProcess, start_worker, stop_worker
 
 REPO = Path(__file__).resolve().parents[2]
 FNWORKER = Path(sys.executable).with_name("fnworker")
@@ -62,7 +64,13 @@ def worker(action: str, admin_url: str, *flags: str) -> Any:
 
 @pytest.fixture(scope="module")
 def admin_url(standalone_worker: Any) -> str:
-    return str(standalone_worker.admin_url)
+    """The standalone worker's REST API, once it knows its leader (itself)."""
+    url = str(standalone_worker.admin_url)
+    wait_until(
+        lambda: fnworker("functions-worker", "get-cluster-leader", url).returncode == 0,
+        "the worker knows its leader",
+    )
+    return url
 
 
 @pytest.fixture(scope="module")
@@ -268,3 +276,52 @@ def test_an_unreachable_worker_is_one_sentence_and_exit_1() -> None:
     stderr = failed("functions-worker", "get-cluster", "http://127.0.0.1:1")
     assert stderr.startswith("error: cannot reach the worker at http://127.0.0.1:1")
     assert stderr.count("\n") == 1
+
+
+# --- functions-worker on a fleet of two -------------------------------------------
+
+
+@pytest.fixture
+def two_workers(broker: Any, tmp_path: Path, unique_name: str) -> Iterator[list[WorkerProcess]]:
+    """Two ``fnworker worker`` processes of one fleet of their own on the test broker."""
+    namespace = {"pulsarFunctionsNamespace": f"public/fleet-{unique_name}"}
+    workers: list[WorkerProcess] = []
+    try:
+        for number in range(2):
+            workers.append(start_worker(tmp_path / f"w{number}", broker.url, **namespace))
+        yield workers
+    finally:
+        for started in workers:
+            stop_worker(started)
+
+
+def test_rebalance_and_drain_of_a_named_worker_on_a_fleet(
+    two_workers: list[WorkerProcess], unique_name: str
+) -> None:
+    first = two_workers[0].admin_url
+    wait_until(lambda: len(worker("get-cluster", first)) == 2, "both workers are members")
+    ok(
+        "functions", "create", first,
+        "--name", unique_name,
+        "--py", str(WORD_COUNT),
+        "--classname", "word_count_function.WordCountFunction",
+        "--inputs", f"{unique_name}-in",
+        "--parallelism", "2",
+    )  # fmt: skip
+    wait_until(lambda: status(first, unique_name)["numRunning"] == 2, "both instances run")
+    assert ok("functions-worker", "rebalance", first) == "Rebalance command sent successfully\n"
+    leader = worker("get-cluster-leader", first)["workerId"]
+    drained = next(w["workerId"] for w in worker("get-cluster", first) if w["workerId"] != leader)
+    assert (
+        ok("functions-worker", "drain", first, "--worker-id", drained)
+        == "Drain command sent successfully\n"
+    )
+    wait_until(
+        lambda: not worker("get-function-assignments", first).get(drained),
+        f"{drained} holds no instance",
+    )
+    wait_until(
+        lambda: worker("get-drain-status", first, "--worker-id", drained)["status"] == "SUCCESS",
+        "the drain is reported done",
+    )
+    assert len(worker("get-function-assignments", first)[leader]) == 2
