@@ -739,3 +739,17 @@ def test_a_kubernetes_domain_suffix_other_than_the_default_is_a_warning() -> Non
         "functionRuntimeFactoryConfigs": {"kubernetesServiceDomainSuffix": ".svc.cluster.local"}
     }
     assert parse_worker_config(default, {}, source="functions_worker.yml").warnings == ()
+
+
+def test_a_bookkeeper_state_url_gets_one_sentence_that_the_broker_keeps_state(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "functions_worker.yml"
+    path.write_text("stateStorageServiceUrl: bk://127.0.0.1:4181\npulsarFunctionsNamespace: a/b\n")
+    loaded = load_worker_config(path, {})
+    assert loaded.config.state_storage_service_url == "bk://127.0.0.1:4181"
+    assert loaded.warnings == (
+        "stateStorageServiceUrl bk://127.0.0.1:4181 is not used: fnworker keeps function "
+        "state on the broker instead of BookKeeper's table service, one topic per function "
+        "in a/b (docs/state.md)",
+    )

@@ -138,6 +138,14 @@ def _warnings(document: Mapping[str, Any], unknown_env: tuple[str, ...]) -> tupl
             "used: the worker reaches function pods at the IPs its pod watch reports, not "
             "through cluster DNS"
         )
+    state_url = document.get("stateStorageServiceUrl")
+    if state_url:
+        namespace = document.get("pulsarFunctionsNamespace", "public/functions")
+        warnings.append(
+            f"stateStorageServiceUrl {state_url} is not used: fnworker keeps function state "
+            f"on the broker instead of BookKeeper's table service, one topic per function in "
+            f"{namespace} (docs/state.md)"
+        )
     if unknown_env:
         warnings.append(
             "ignoring environment variables naming no key fnworker reads: " + ", ".join(unknown_env)

@@ -209,6 +209,8 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     function_metadata_topic_name: LocalName = "metadata"
     function_assignment_topic_name: LocalName = "assignments"
     cluster_coordination_topic_name: LocalName = "coordinate"
+    state_storage_service_url: str | None = None
+    """Pulsar's BookKeeper table service; not used (state lives on the broker)."""
     use_compacted_metadata_topic: bool = False
     scheduler_class_name: SchedulerName = ROUND_ROBIN_SCHEDULER_CLASS
     failure_check_freq_ms: PositiveInt = 30_000
