@@ -21,6 +21,10 @@ def add_localrun_flags(parser: argparse.ArgumentParser) -> None:
         help=f"the broker, pulsar:// or pulsar+ssl:// (default {DEFAULT_BROKER_SERVICE_URL})",
     )
     add(
+        "--web-service-url",
+        help="accepted for pulsar-admin scripts; not used (localrun reads --py from disk)",
+    )
+    add(
         "--client-auth-plugin",
         help="org.apache.pulsar.client.impl.auth.AuthenticationToken or AuthenticationTls",
     )
