@@ -245,7 +245,8 @@ def test_bad_flags_are_the_workers_sentence_and_exit_1(
 
 
 def test_no_process_is_left_when_localrun_is_killed_before_it_starts(tmp_path: Path) -> None:
-    """A localrun that cannot reach its broker still stops at once on SIGINT."""
+    """A localrun whose instances are still opening (its broker cannot be reached)
+    stops on SIGINT with exit code 0 and leaves no process."""
     run = LocalRun(
         tmp_path / "localrun.log",
         "--broker-service-url",
@@ -256,6 +257,8 @@ def test_no_process_is_left_when_localrun_is_killed_before_it_starts(tmp_path: P
         "exclamation_function.ExclamationFunction",
         "--inputs",
         "in",
+        "--parallelism",
+        "3",
     )
     try:
         deadline = time.monotonic() + 30

@@ -60,7 +60,8 @@ def localrun_command(args: argparse.Namespace) -> int:
 
 
 async def run_until_signalled(run: LocalRun, specs: list[InstanceSpec]) -> None:
-    """Start every instance on the thread runtime, stop them all on SIGINT or SIGTERM."""
+    """Start every instance on the thread runtime, stop them all on SIGINT or SIGTERM
+    (a signal during the starts is handled at once: the starts run in a task)."""
     runtime = create_driver("thread", RuntimeFactoryConfig(), run.client, worker_id=run.worker_id)
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with anyio.create_task_group() as group:
@@ -72,18 +73,23 @@ async def run_until_signalled(run: LocalRun, specs: list[InstanceSpec]) -> None:
                     instances=len(specs),
                     broker=run.client.service_url,
                 )
-                for spec in specs:
-                    await runtime.start(spec)
+                group.start_soon(start_all, runtime, specs)
                 group.start_soon(report_errors, runtime, [spec.instance for spec in specs])
                 async for received in signals:
                     log.info("signal received, stopping", signal=received.name)
                     exit_after(STOP_BOUND_SECONDS)
                     break
             finally:
+                group.cancel_scope.cancel()  # the starts and the reports end first
                 with anyio.CancelScope(shield=True):
                     await runtime.aclose()
-                group.cancel_scope.cancel()
     log.info("localrun stopped", function=run.record.fqfn)
+
+
+async def start_all(runtime: RuntimeDriver, specs: list[InstanceSpec]) -> None:
+    """Start the instances one after the other, as a worker's reconciler does."""
+    for spec in specs:
+        await runtime.start(spec)
 
 
 async def report_errors(runtime: RuntimeDriver, instances: list[InstanceId]) -> None:
