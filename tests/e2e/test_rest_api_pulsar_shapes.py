@@ -245,3 +245,66 @@ def test_a_package_management_url_is_400_naming_pulsars_packages_service(
         f"package url '{url}' is a package-management url",
     )
     assert call(base, "GET", f"{BASE}/pkgurl").status == 404
+
+
+def java_state_body(key: str, **values: Any) -> tuple[bytes, dict[str, str]]:
+    """``FunctionsImpl.putFunctionState``: AsyncHttpClient's multipart with one
+    ``StringPart("state", json)`` (text/plain, UTF-8, 8bit), the FunctionState written
+    by Jackson with every field, unset ones null."""
+    state = {"key": key, "stringValue": None, "byteValue": None, "numberValue": None}
+    state.update(values)
+    state["version"] = None
+    boundary = "ckRIDqHXa4PQnGu0gBfQbSQxaiJH9Rbcl"
+    body = (
+        f"--{boundary}\r\n"
+        'Content-Disposition: form-data; name="state"\r\n'
+        "Content-Type: text/plain; charset=UTF-8\r\n"
+        "Content-Transfer-Encoding: 8bit\r\n"
+        "\r\n"
+        f"{json.dumps(state, separators=(',', ':'))}\r\n"
+        f"--{boundary}--\r\n"
+    ).encode()
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+def put_java_state(base: str, name: str, key: str, **values: Any) -> Any:
+    body, headers = java_state_body(key, **values)
+    return call(base, "POST", f"{BASE}/{name}/state/{key}", body, headers=headers)  # type: ignore[arg-type]
+
+
+def test_state_put_and_get_answer_as_pulsar(base: str) -> None:
+    assert java_register(base, "stateful").status == 200
+    assert put_java_state(base, "stateful", "greeting", stringValue="héllo").status == 200
+    got = call(base, "GET", f"{BASE}/stateful/state/greeting")
+    assert (got.status, got.json()) == (
+        200,
+        {"key": "greeting", "stringValue": "héllo", "version": 1},
+    )
+    assert put_java_state(base, "stateful", "raw", byteValue="AP8=").status == 200
+    assert call(base, "GET", f"{BASE}/stateful/state/raw").json() == {
+        "key": "raw",
+        "byteValue": "AP8=",
+        "version": 1,
+    }
+    missing = call(base, "GET", f"{BASE}/stateful/state/nope")
+    assert (missing.status, missing.reason) == (404, "key 'nope' doesn't exist.")
+    gone = call(base, "GET", f"{BASE}/no-such-function/state/k")
+    assert (gone.status, gone.reason) == (
+        404,
+        "Function public/default/no-such-function doesn't exist",
+    )
+
+
+def test_state_puts_pulsar_refuses_are_refused_with_its_reasons(base: str) -> None:
+    assert java_register(base, "stateful-bad").status == 200
+    body, headers = java_state_body("other", stringValue="x")
+    wrong_key = call(base, "POST", f"{BASE}/stateful-bad/state/k", body, headers=headers)  # type: ignore[arg-type]
+    assert (wrong_key.status, wrong_key.reason) == (400, "Path key doesn't match key in json")
+    counter = put_java_state(base, "stateful-bad", "n", numberValue=3)
+    assert (counter.status, counter.reason) == (
+        400,
+        "Setting Counter values not supported in put state",
+    )
+    huge = put_java_state(base, "stateful-bad", "big", stringValue="x" * (512 * 1024 + 1))
+    assert huge.status == 400 and "at most 524288 bytes" in huge.reason
+    assert call(base, "GET", f"{BASE}/stateful-bad/state/big").status == 404

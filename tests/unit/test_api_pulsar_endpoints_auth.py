@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from fnworker.scheduler.api.app import make_app
 from fnworker.scheduler.api.uploads_routes import UPLOADS_DIR
+from fnworker.scheduler.model.records import Fqfn, FunctionConfig, FunctionRecord
 from tests.unit.test_api_routes import FakeAdmin
 from tests.unit.test_auth_api import bearer, security
 
@@ -84,3 +85,32 @@ async def test_leader_ready_answers_503_on_a_worker_that_does_not_lead() -> None
         assert (
             reply.status == 503 and "not the fleet's ready leader" in (await reply.json())["reason"]
         )
+
+
+async def test_state_is_authorized_like_the_functions_other_endpoints(
+    tmp_path: Path,
+) -> None:
+    admin = FakeAdmin()
+    app = make_app(admin, max_body_bytes=8192, security=security())
+    async with TestClient(TestServer(app, host="127.0.0.1")) as test_client:
+        for fqfn in ("acme/etl/f", "public/default/f"):
+            tenant, namespace, name = fqfn.split("/")
+            config = FunctionConfig(tenant=tenant, namespace=namespace, name=name)
+            admin.records[fqfn] = FunctionRecord(fqfn=Fqfn(fqfn), version=1, config=config)
+        form = aiohttp.FormData(default_to_multipart=True)
+        form.add_field("state", '{"key":"k","stringValue":"v"}')
+        acme, public = "/admin/v3/functions/acme/etl/f", "/admin/v3/functions/public/default/f"
+        headers = bearer("acme-admin")
+        assert (await test_client.get(f"{acme}/state/k", headers=headers)).status == 404
+        reply = await test_client.post(f"{acme}/state/k", data=form, headers=headers)
+        assert reply.status == 200
+        assert admin.calls == [
+            ("get_state", "k"),
+            ("put_state", "k", b'{"key":"k","stringValue":"v"}'),
+        ]
+        assert (await test_client.get(f"{public}/state/k", headers=headers)).status == 403
+        assert (
+            await test_client.post(f"{public}/state/k", data=form, headers=headers)
+        ).status == 403
+        assert (await test_client.get(f"{acme}/state/k")).status == 401
+        assert len(admin.calls) == 2, "a refused caller reaches nothing"

@@ -155,6 +155,17 @@ class FakeAdmin:
     def package_path(self, tenant: str, namespace: str, name: str) -> tuple[Path, str]:
         raise NotImplementedError  # replaced per test through tmp_path
 
+    async def get_state(self, tenant: str, namespace: str, name: str, key: str) -> Any:
+        self.get_function(tenant, namespace, name)
+        self.calls.append(("get_state", key))
+        raise not_found(f"key '{key}' doesn't exist.")
+
+    async def put_state(
+        self, tenant: str, namespace: str, name: str, key: str, body: bytes
+    ) -> None:
+        self.get_function(tenant, namespace, name)
+        self.calls.append(("put_state", key, body))
+
     def cluster(self) -> list[WorkerInfo]:
         return [ME]
 
