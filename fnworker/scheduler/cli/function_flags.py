@@ -30,7 +30,9 @@ def add_functions(commands: Any, admin_url: str, environ: Mapping[str, str]) -> 
         actions.add_parser(action, parents=[common, named, details], help=f"{action} a function")
     for action in NAMED_ACTIONS:
         parents = [common, named, instance] if action in INSTANCE_ACTIONS else [common, named]
-        sub = actions.add_parser(action, parents=parents, help=_HELP.get(action, action))
+        sub = actions.add_parser(
+            action, parents=parents, help=_HELP.get(action, f"{action} a function")
+        )
         if action in _ACTION_FLAGS:
             _ACTION_FLAGS[action](sub)
     download = actions.add_parser(
