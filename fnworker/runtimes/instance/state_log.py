@@ -125,12 +125,17 @@ class FunctionStateLog:
         self._closed.set()
         if self._tail is not None:
             self._tail.join(READ_POLL_MS / 1000 * 5)
+        self._close_handles()
+
+    def _close_handles(self) -> None:
+        """Close the producer and reader, ignoring failures."""
         for closable in (self._producer, self._reader):
             if closable is not None:
                 try:
                     closable.close()
                 except Exception as error:  # noqa: BLE001 - closing is best effort
                     log.debug("closing a state handle failed", topic=self.topic, error=str(error))
+        self._producer = self._reader = None
 
     # -- internals ---------------------------------------------------------------
 
@@ -148,9 +153,11 @@ class FunctionStateLog:
                 f"state key '{record.key}' would be key {MAX_KEYS + 1} of {self.topic}; "
                 f"a function may hold at most {MAX_KEYS} keys"
             )
-        assert self._producer is not None
+        producer = self._producer
+        if producer is None:
+            raise StateUnavailable(f"state of {self.topic} is closed (the instance is stopping)")
         try:
-            message_id = self._producer.send(ENCODE(record))
+            message_id = producer.send(ENCODE(record))
         except Exception as error:
             raise StateUnavailable(
                 f"writing state key '{record.key}' to {self.topic} failed within "
@@ -181,9 +188,10 @@ class FunctionStateLog:
             end = self._last_position(client)
             self._reader = client.create_reader(self.topic, pulsar.MessageId.earliest)
             self._replay_until(end)
-        except StateUnavailable:
-            raise
         except Exception as error:
+            self._close_handles()  # the next state call opens again from scratch
+            if isinstance(error, StateUnavailable):
+                raise
             raise StateUnavailable(f"reading state from {self.topic} failed: {error}") from None
         tail = threading.Thread(target=self._read_forever, name="state-reader", daemon=True)
         tail.start()
