@@ -5,8 +5,11 @@ shared InstanceHost until SIGTERM (the kubelet's stop) or until its message loop
 stops. Does HTTP, file and broker I/O and runs user code.
 
 Command line (``manifests.pod_args``): ``--admin-url --service-url --tenant
---namespace --name --function-version --pod-name --grpc-port --secrets-provider
-[--metrics-port] [--auth-token-file F [--tls-trust-cert-path CA]]``. The instance
+--namespace --name --function-version --function-create-time-ms --pod-name
+--grpc-port --secrets-provider --cluster-name --state-namespace [--metrics-port]
+[--auth-token-file F [--tls-trust-cert-path CA]]``. ``--function-create-time-ms``
+is the function's incarnation: its state is read and written as that
+incarnation's, as every other runtime's instances do (docs/state.md). The instance
 (shard) id is the ordinal after the last ``-`` of the pod name. The config comes
 from ``GET /admin/v3/functions/{t}/{ns}/{n}`` and the package from
 ``GET .../download`` (with the token as a Bearer header when given; retried with
@@ -83,6 +86,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--namespace", required=True)
     parser.add_argument("--name", required=True)
     parser.add_argument("--function-version", type=int, required=True)
+    parser.add_argument(
+        "--function-create-time-ms", type=int, default=0,
+        help="the function's create time: the incarnation its state belongs to",
+    )  # fmt: skip
     parser.add_argument("--pod-name", required=True)
     parser.add_argument("--grpc-port", type=int, default=9093)
     parser.add_argument("--metrics-port", type=int, default=None)
@@ -160,7 +167,13 @@ def fetch_function(args: argparse.Namespace, token: str | None) -> tuple[Functio
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(package)
     fqfn = fqfn_of(args.tenant, args.namespace, args.name)
-    return FunctionRecord(fqfn=fqfn, version=args.function_version, config=config), target
+    record = FunctionRecord(
+        fqfn=fqfn,
+        version=args.function_version,
+        config=config,
+        create_time_ms=args.function_create_time_ms,
+    )
+    return record, target
 
 
 def main(argv: Sequence[str] | None = None) -> int:

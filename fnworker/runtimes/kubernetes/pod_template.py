@@ -108,6 +108,7 @@ def pod_args(
         "--namespace", namespace,
         "--name", name,
         "--function-version", str(function.version),
+        "--function-create-time-ms", str(function.create_time_ms),
         "--pod-name", "$(POD_NAME)",
         "--grpc-port", str(settings.grpc_port),
         "--secrets-provider", SECRETS_PROVIDER if settings.kubernetes_secrets else "clear-text",
