@@ -19,6 +19,7 @@ from typing import Final, TypeVar
 
 import msgspec
 
+from fnworker.scheduler.decide.resource_granularity import Granularities, granularity_problem
 from fnworker.scheduler.model.instances import PackageLimits
 from fnworker.scheduler.model.records import Fqfn, FunctionConfig, FunctionRecord, Resources
 from fnworker.scheduler.settings.worker_config import DEFAULT_MAX_RESOURCES, WorkerConfig
@@ -63,6 +64,8 @@ class FunctionLimits(msgspec.Struct, frozen=True, kw_only=True):
     max_cpu: float = 64.0
     max_ram: int = 256 * 1024**3
     max_disk: int = 1024**4
+    steps: Granularities = Granularities()
+    """functionInstanceResourceGranularities and ...ChangeInLockStep."""
     package: PackageLimits = PackageLimits()
 
 
@@ -70,6 +73,7 @@ def limits_of(config: WorkerConfig) -> FunctionLimits:
     """The limits a worker with this configuration admits functions under."""
     low = config.function_instance_min_resources
     high = config.function_instance_max_resources
+    steps = config.function_instance_resource_granularities
     return FunctionLimits(
         max_parallelism=config.max_function_parallelism,
         max_fleet_instances=config.max_fleet_instances,
@@ -81,6 +85,11 @@ def limits_of(config: WorkerConfig) -> FunctionLimits:
         max_cpu=_part(high.cpu if high else None, DEFAULT_MAX_RESOURCES.cpu),
         max_ram=_part(high.ram if high else None, DEFAULT_MAX_RESOURCES.ram),
         max_disk=_part(high.disk if high else None, DEFAULT_MAX_RESOURCES.disk),
+        steps=Granularities(
+            cpu=steps.cpu if steps else None,
+            ram=steps.ram if steps else None,
+            lock_step=config.function_instance_resource_change_in_lock_step,
+        ),
         package=PackageLimits(
             max_unpacked_bytes=config.max_package_unpacked_bytes,
             max_files=config.max_package_files,
@@ -188,6 +197,11 @@ def _range(low: float, high: float) -> str:
     return f"{low} to {high}" if low else f"more than 0 and up to {high}"
 
 
+def steps_problem(config: FunctionConfig, limits: FunctionLimits) -> str | None:
+    """cpu and ram as multiples of functionInstanceResourceGranularities."""
+    return granularity_problem(config, limits.steps)
+
+
 def counters_problem(config: FunctionConfig, limits: FunctionLimits) -> str | None:
     """maxMessageRetries, timeoutMs and maxPendingAsyncRequests within fixed bounds."""
     bounded = (
@@ -218,6 +232,7 @@ LIMIT_CHECKS: tuple[Callable[[FunctionConfig, FunctionLimits], str | None], ...]
     parallelism_problem,
     input_count_problem,
     resources_problem,
+    steps_problem,
     counters_problem,
     queue_size_problem,
 )
