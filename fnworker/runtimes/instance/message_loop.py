@@ -200,6 +200,8 @@ class MessageLoop:
     def handle(self, message: pulsar.Message) -> None:
         """Run one message through the user's code and send its result."""
         stats = self.stats
+        if time.perf_counter() >= stats.next_mark:
+            stats.mark(time.perf_counter())
         stats.received += 1
         topic = message.topic_name()
         if self.ack_on_receipt:

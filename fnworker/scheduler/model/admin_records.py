@@ -7,7 +7,7 @@ from pathlib import Path
 
 import msgspec
 
-from fnworker.scheduler.model.instances import InstanceMetrics
+from fnworker.scheduler.model.instances import InstanceMetrics, WindowMetrics
 
 
 class UploadedPackage(msgspec.Struct, frozen=True, kw_only=True):
@@ -39,5 +39,7 @@ class FunctionStats(msgspec.Struct, kw_only=True, rename="camel"):
     system_exceptions_total: int = 0
     user_exceptions_total: int = 0
     avg_process_latency: float | None = None
+    one_minute: WindowMetrics = msgspec.field(default_factory=WindowMetrics, name="1min")
+    """The instances' counters over the last minute, summed, under Pulsar's key ``1min``."""
     last_invocation: int | None = None
     instances: list[InstanceStats] = []

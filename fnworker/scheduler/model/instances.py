@@ -67,6 +67,17 @@ class InstanceSpec(msgspec.Struct, frozen=True, kw_only=True):
     enforced again when the instance unpacks and checks its package."""
 
 
+class WindowMetrics(msgspec.Struct, kw_only=True, rename="camel"):
+    """Counters over the last minute (Pulsar's FunctionInstanceStatsDataBase, the
+    ``1min`` block); how the minute is measured: runtimes/instance/stats.py."""
+
+    received_total: int = 0
+    processed_successfully_total: int = 0
+    system_exceptions_total: int = 0
+    user_exceptions_total: int = 0
+    avg_process_latency: float | None = None
+
+
 class InstanceMetrics(msgspec.Struct, kw_only=True, rename="camel"):
     """Counters of one instance (Pulsar's FunctionInstanceStats metrics)."""
 
@@ -75,6 +86,8 @@ class InstanceMetrics(msgspec.Struct, kw_only=True, rename="camel"):
     system_exceptions_total: int = 0
     user_exceptions_total: int = 0
     avg_process_latency: float | None = None
+    one_minute: WindowMetrics = msgspec.field(default_factory=WindowMetrics, name="1min")
+    """The same counters over the last minute, under Pulsar's key ``1min``."""
     last_invocation: int | None = None
     user_metrics: dict[str, float] = {}
     stalled_seconds: float = 0.0
