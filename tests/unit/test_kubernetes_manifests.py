@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from typing import Any
 
 import kubernetes_validate
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fnworker.runtimes.kubernetes import manifests
 from fnworker.runtimes.kubernetes.customizer import BasicCustomizer, NoOpCustomizer, load_customizer
@@ -324,3 +327,59 @@ def test_unsupported_or_invalid_factory_keys_are_rejected(
 
 def test_basic_customizer_class_is_the_default() -> None:
     assert isinstance(load_customizer("basic", {}), BasicCustomizer)
+
+
+def pulsar_resources(
+    cpu: float, ram: int, padding: int, cpu_ratio: float, memory_ratio: float
+) -> dict[str, dict[str, str]]:
+    """Pulsar's KubernetesRuntime numbers, re-derived for this test from its docs and
+    code: Java doubles are IEEE doubles as Python's are; Java's Math.round is half up
+    (floor(x + 0.5)); a (long) cast truncates; roundDecimal(x, 3) is
+    Math.round(x * 1000) / 1000, which as a quantity is Math.round(x * 1000) millicores."""
+    padded = ram + math.floor(ram * (padding / 100.0) + 0.5)
+    return {
+        "limits": {"cpu": f"{math.floor(cpu * 1000 + 0.5)}m", "memory": str(padded)},
+        "requests": {
+            "cpu": f"{math.floor(cpu / cpu_ratio * 1000 + 0.5)}m",
+            "memory": str(math.trunc(padded / memory_ratio)),
+        },
+    }
+
+
+def test_resources_match_pulsars_numbers_on_the_issue_example() -> None:
+    record = function(resources=Resources(cpu=0.5, ram=256 * 1024**2))
+    job = rendered(
+        record, percent_memory_padding=10, cpu_over_commit_ratio=2.0, memory_over_commit_ratio=1.5
+    )
+    assert main_container(job)["resources"] == {
+        "limits": {"cpu": "500m", "memory": "295279002"},
+        "requests": {"cpu": "250m", "memory": "196852668"},
+    }
+
+
+@given(
+    cpu=st.integers(1, 64_000).map(lambda m: m / 1000) | st.floats(0.001, 64),
+    ram=st.integers(1, 256 * 1024**3),
+    padding=st.integers(0, 100),
+    cpu_ratio=st.sampled_from([1.0, 1.5, 2.0, 3.0, 4.0, 2.5]),
+    memory_ratio=st.sampled_from([1.0, 1.5, 2.0, 3.0, 1.1]),
+)
+def test_resources_equal_pulsars_for_any_input(
+    cpu: float, ram: int, padding: int, cpu_ratio: float, memory_ratio: float
+) -> None:
+    record = function(resources=Resources(cpu=cpu, ram=ram))
+    job = rendered(
+        record,
+        percent_memory_padding=padding,
+        cpu_over_commit_ratio=cpu_ratio,
+        memory_over_commit_ratio=memory_ratio,
+    )
+    expected = pulsar_resources(cpu, ram, padding, cpu_ratio, memory_ratio)
+    if expected["requests"]["cpu"] == "0m":
+        expected["requests"]["cpu"] = "1m"  # deliberate: Kubernetes has no 0.0004 cores
+    assert main_container(job)["resources"] == expected
+
+
+def test_no_ephemeral_storage_is_asked_for_when_the_function_sets_no_disk() -> None:
+    record = function(resources=Resources(cpu=0.5, ram=1024**3))
+    assert "ephemeral-storage" not in main_container(rendered(record))["resources"]["requests"]

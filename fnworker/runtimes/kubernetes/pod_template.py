@@ -4,6 +4,7 @@ ports, readiness probe, resources and the auth volume. Pure, no I/O."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, Final
 
 import msgspec
@@ -16,6 +17,8 @@ from fnworker.scheduler.model.records import FunctionRecord, split_fqfn
 POD_MAIN_MODULE: Final = "fnworker.runtimes.kubernetes.pod_main"
 CONTAINER_NAME: Final = "pulsarfunction"
 DEFAULT_RAM: Final = 1_073_741_824
+DEFAULT_DISK: Final = 10_737_418_240
+"""Pulsar's default disk (Resources): not asked for as ephemeral storage."""
 AUTH_VOLUME: Final = "function-auth"
 AUTH_MOUNT: Final = "/etc/auth"
 VERSION_ANNOTATION: Final = "fnworker/function-version"
@@ -158,23 +161,33 @@ def container_ports(settings: KubernetesSettings) -> list[dict[str, Any]]:
 
 
 def resources_of(function: FunctionRecord, settings: KubernetesSettings) -> dict[str, Any]:
-    """Limits from the function's resources plus memory padding; requests over-committed."""
+    """Pulsar's numbers (KubernetesRuntime): the memory limit is ram plus
+    ``percentMemoryPadding`` percent rounded half up, the request that limit divided by
+    ``memoryOverCommitRatio`` and truncated; cpu limit and request (cpu divided by
+    ``cpuOverCommitRatio``) rounded half up to whole millicores. An ``ephemeral-storage``
+    request only when the function asks for a disk other than Pulsar's default (Pulsar
+    sets none)."""
     resources = function.config.resources
     cpu = resources.cpu if resources is not None and resources.cpu > 0 else 1.0
     ram = resources.ram if resources is not None and resources.ram > 0 else DEFAULT_RAM
-    memory_limit = ram * (100 + settings.percent_memory_padding) // 100
+    memory_limit = ram + java_round(ram * (settings.percent_memory_padding / 100.0))
     result: dict[str, Any] = {
         "limits": {"cpu": millicores(cpu), "memory": str(memory_limit)},
         "requests": {
-            "cpu": millicores(round(cpu / settings.cpu_over_commit_ratio, 3)),
+            "cpu": millicores(cpu / settings.cpu_over_commit_ratio),
             "memory": str(int(memory_limit / settings.memory_over_commit_ratio)),
         },
     }
-    if resources is not None and resources.disk > 0:
+    if resources is not None and resources.disk > 0 and resources.disk != DEFAULT_DISK:
         result["requests"]["ephemeral-storage"] = str(resources.disk)
     return result
 
 
+def java_round(value: float) -> int:
+    """Java's ``Math.round``: half up, not Python's half to even."""
+    return math.floor(value + 0.5)
+
+
 def millicores(cpu: float) -> str:
-    """Cores as a Kubernetes quantity in millicores (at least 1m)."""
-    return f"{max(1, round(cpu * 1000))}m"
+    """Cores as a Kubernetes quantity in whole millicores, rounded half up (at least 1m)."""
+    return f"{max(1, java_round(cpu * 1000))}m"
