@@ -125,3 +125,34 @@ def test_pod_dns_name() -> None:
         names.pod_dns_name("pf-a-b-c", 2, "fn", ".svc.cluster.local")
         == "pf-a-b-c-2.pf-a-b-c.fn.svc.cluster.local"
     )
+
+
+@pytest.mark.parametrize("length", range(1, 301))
+def test_every_name_kubernetes_derives_fits_for_every_length(length: int) -> None:
+    for tenant, namespace, name in (
+        ("public", "default", "a" * length),
+        ("t" * length, "n", "f"),
+        ("public", "default", ("Ab_" * length)[:length]),
+    ):
+        for custom in (None, "j" * length):
+            job = names.job_name(tenant, namespace, name, custom)
+            derived = names.derived_names(job, max_ordinal=99_999)
+            assert RFC1035.fullmatch(derived["service"]) and len(derived["service"]) <= 63
+            pod = derived["pod"]
+            assert len(pod) <= 63 and names.RFC1123_LABEL.fullmatch(pod), pod
+            revision = derived["controller-revision-hash"]
+            assert len(revision) <= 63 and names.LABEL_VALUE.fullmatch(revision), revision
+
+
+def test_pulsars_truncation_cases() -> None:
+    # Pulsar keeps a valid name of up to 53 characters as is; at 53 the revision-hash
+    # label of its pods would be 64 characters, so fnworker hashes from 53 on.
+    fits = "pf-public-default-" + "f" * 34  # 52 characters: kept as Pulsar keeps it
+    assert names.job_name("public", "default", "f" * 34) == fits
+    at_53 = names.job_name("public", "default", "f" * 35)
+    assert len(at_53) == 52 and at_53.startswith("pf-public-default-fff")
+    assert at_53.endswith(names.short_hash("public-default-" + "f" * 35))
+    # Pulsar's sanitizing (upper case, '_') and custom job names keep its hash input.
+    assert names.job_name("Public", "default", "f") == (
+        f"pf-public-default-f-{names.short_hash('Public-default-f')}"
+    )

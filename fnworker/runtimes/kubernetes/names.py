@@ -11,9 +11,14 @@ the same job name:
 
 - ``.`` is replaced too: the job name is also the headless Service's name, which
   must be an RFC 1035 label (no dots), so Pulsar's dotted names failed at creation.
-- A name longer than 53 characters (Pulsar rejects those) is cut to 44 characters
-  and hash-suffixed instead of rejected. 53 leaves room for the
-  ``controller-revision-hash`` label (name + 11 characters ≤ 63).
+- Job names are at most 52 characters, not Pulsar's 53: the StatefulSet controller
+  labels every pod ``controller-revision-hash=<job name>-<revision hash>``, the hash up
+  to 10 characters, and a label value holds 63, so 52 + 1 + 10 = 63. A longer name
+  (Pulsar rejects those above 53; at 53 its pods fail to be created at most rollouts)
+  is cut to 43 characters and hash-suffixed instead of rejected. The other names
+  Kubernetes derives fit then too: pods ``<job>-<ordinal>`` and their
+  ``statefulset.kubernetes.io/pod-name`` label (52 + 1 + up to 10 digits), the Service
+  (the job name). ``derived_names`` lists them; the tests check every length.
 - A custom job name that does not start with a letter gets a ``pf-`` prefix.
 
 Label values follow Pulsar's rule: lowercase, characters outside ``[a-z0-9-_.]``
@@ -29,7 +34,9 @@ import re
 
 from fnworker.runtimes.kubernetes.errors import ManifestError
 
-JOB_NAME_MAX = 53
+JOB_NAME_MAX = 52
+REVISION_HASH_MAX = 10
+"""Longest revision hash the StatefulSet controller appends (a 32-bit FNV hash, encoded)."""
 LABEL_VALUE_MAX = 63
 HASH_LENGTH = 8
 JOB_LABEL = "fnworker/job-name"
@@ -73,6 +80,17 @@ def _with_hash(base: str, identity: str) -> str:
     """``base-<hash of identity>``, ``base`` cut so the whole fits in 53 characters."""
     room = JOB_NAME_MAX - HASH_LENGTH - 1
     return f"{base[:room]}-{short_hash(identity)}"
+
+
+def derived_names(job: str, max_ordinal: int) -> dict[str, str]:
+    """The names and label values Kubernetes makes from a job name, at their longest:
+    the Service, the last pod's name (also its ``pod-name`` label and hostname), and
+    the ``controller-revision-hash`` label value."""
+    return {
+        "service": job,
+        "pod": f"{job}-{max_ordinal}",
+        "controller-revision-hash": f"{job}-{'x' * REVISION_HASH_MAX}",
+    }
 
 
 def label_value(text: str) -> str:
