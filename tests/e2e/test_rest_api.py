@@ -54,7 +54,7 @@ def running(base: str) -> str:
 def test_register_get_and_list(base: str, running: str) -> None:
     config = call(base, "GET", f"{BASE}/{running}").json()
     assert config["className"] == CLASS
-    assert config["inputs"] == [f"persistent://public/default/{running}-in"]
+    assert list(config["inputSpecs"]) == [f"persistent://public/default/{running}-in"]
     assert (config["runtime"], config["parallelism"], config["processingGuarantees"]) == (
         "PYTHON",
         1,

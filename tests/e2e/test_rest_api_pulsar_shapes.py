@@ -143,7 +143,14 @@ def test_a_regex_pattern_input_spec_is_registered_as_a_topics_pattern(base: str)
     )
     assert reply.status == 200, reply.body
     specs = call(base, "GET", f"{BASE}/pattern").json()["inputSpecs"]
-    assert specs == {pattern: {"isRegexPattern": True}}
+    assert specs == {
+        pattern: {
+            "schemaProperties": {},
+            "consumerProperties": {},
+            "poolMessages": False,
+            "regexPattern": True,
+        }
+    }
 
     def pattern_error() -> str:
         instance = call(base, "GET", f"{BASE}/pattern/status").json()["instances"][0]
@@ -158,7 +165,7 @@ def test_nulls_are_read_as_absent(base: str) -> None:
     assert reply.status == 200, reply.body
     config = call(base, "GET", f"{BASE}/nulls").json()
     assert (config["processingGuarantees"], config["autoAck"]) == ("ATLEAST_ONCE", True)
-    assert config["inputs"] == ["persistent://public/default/nulls-in"]
+    assert list(config["inputSpecs"]) == ["persistent://public/default/nulls-in"]
 
 
 def test_unknown_fields_are_ignored_with_one_warning_naming_them(base: str, worker: Any) -> None:

@@ -34,8 +34,10 @@ from fnworker.scheduler.api.route_table import (
     Handler,
     Route,
 )
+from fnworker.scheduler.decide.pulsar_function_view import pulsar_view
 from fnworker.scheduler.model.admin_records import FunctionStats
 from fnworker.scheduler.model.errors import ApiError, bad_request
+from fnworker.scheduler.model.function_view import FunctionConfigView
 from fnworker.scheduler.model.instances import InstanceMetrics
 from fnworker.scheduler.model.names import check_function_name, check_name, normalize_topic
 from fnworker.scheduler.model.records import (
@@ -118,8 +120,9 @@ async def deregister_function(request: web.Request) -> web.Response:
 
 
 async def get_function(request: web.Request) -> web.Response:
-    """The function's complete FunctionConfig."""
-    return json_reply(request.app[ADMIN].get_function(*function_names(request)).config)
+    """The function's FunctionConfig as Pulsar answers it: rebuilt from what is stored
+    (``pulsar_view``: inputs as ``inputSpecs``, defaults written out, no package path)."""
+    return json_reply(pulsar_view(request.app[ADMIN].get_function(*function_names(request))))
 
 
 async def list_functions(request: web.Request) -> web.Response:
@@ -315,7 +318,7 @@ ROUTES: list[Route] = [
         path=FUNCTION,
         handler=get_function,
         summary="Get a function's config",
-        response=FunctionConfig,
+        response=FunctionConfigView,
     ),
     Route(
         method="GET",
