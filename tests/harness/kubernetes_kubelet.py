@@ -18,7 +18,8 @@ What it does, as a kubelet would:
   The process runs in its own process group, cwd a per-pod directory, stdout and
   stderr appended to ``log_of(namespace, pod)``.
 - **Pod IP**: each live pod has its own loopback address ``127.0.X.Y`` (X ≥ 1), in
-  ``status.podIP`` and fieldRef ``status.podIP``.
+  ``status.podIP`` and fieldRef ``status.podIP``, from a random starting point so
+  concurrent test processes do not collide.
 - **Status**: ``Pending``/``ContainerCreating`` until started; ``Running``,
   ``state.running`` while the process lives. When it exits (code 0 too: restartPolicy
   Always) ``restartCount`` + 1, not ready, ``waiting`` ``CrashLoopBackOff`` with the
@@ -49,6 +50,7 @@ import dataclasses
 import datetime
 import functools
 import os
+import random
 import shlex
 import signal
 import subprocess
@@ -185,7 +187,9 @@ class Kubelet:
         self.failed: list[asyncio.Task[None]] = []
         self.started: list[int] = []
         self._ips: set[str] = set()
-        self._next_ip = 0
+        self._next_ip = random.randrange(254 * 254)
+        """Where the address search starts: random, so kubelets of tests running at once
+        (pytest-xdist workers) do not hand out the same addresses (same pod ports)."""
 
     def attach(self, api: KubernetesApi) -> None:
         """Run the pods ``api`` stores from now on."""

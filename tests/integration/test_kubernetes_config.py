@@ -47,20 +47,10 @@ def test_every_shipped_object_is_valid() -> None:
         validate(document)
 
 
-def test_rbac_uses_v1_and_grants_what_the_runtime_needs() -> None:
+def test_rbac_uses_v1() -> None:
+    # What it grants is checked against the driver's calls in test_kubernetes_rbac.py.
     role = shipped()[("ClusterRole", "func-worker")]
     assert role["apiVersion"] == "rbac.authorization.k8s.io/v1"
-    granted = {
-        (group, resource, verb)
-        for rule in role["rules"]
-        for group in rule["apiGroups"]
-        for resource in rule["resources"]
-        for verb in rule["verbs"]
-    }
-    needed = {("apps", "statefulsets", v) for v in ("create", "get", "patch", "delete", "watch")}
-    needed |= {("", r, v) for r in ("services", "secrets") for v in ("create", "get", "delete")}
-    needed |= {("", "pods", v) for v in ("list", "watch")}
-    assert needed <= granted
 
 
 def test_the_worker_runs_as_the_bound_service_account() -> None:

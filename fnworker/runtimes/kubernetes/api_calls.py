@@ -31,6 +31,26 @@ RESOURCES: Final = {
     "pods": ("", "core", "pod"),
 }
 
+DRIVER_CALLS: Final = frozenset(
+    {
+        ("create", "statefulsets"),
+        ("get", "statefulsets"),
+        ("patch", "statefulsets"),
+        ("delete", "statefulsets"),
+        ("create", "services"),
+        ("patch", "services"),
+        ("delete", "services"),
+        ("create", "secrets"),
+        ("patch", "secrets"),
+        ("delete", "secrets"),
+        ("watch", "pods"),
+        ("delete", "pods"),
+    }
+)
+"""Every (RBAC verb, resource) the driver can call, and nothing else: ``call`` refuses
+any other, and config/kubernetes/rbac.yml grants exactly these
+(tests/integration/test_kubernetes_rbac.py checks both ways)."""
+
 
 class KubernetesError(RuntimeCallError):
     """A Kubernetes API call failed; ``str()`` is one sentence for logs and status."""
@@ -143,6 +163,8 @@ class ApiCaller:
         *args: Any, **kwargs: Any,
     ) -> Any:  # fmt: skip
         """One API call through the rate limit, retried on transient errors."""
+        if (verb, resource) not in DRIVER_CALLS:
+            raise AssertionError(f"{verb} {resource} is not in DRIVER_CALLS (and rbac.yml)")
         api_client = await self.client()
         kind = RESOURCES[resource][1]
         api = k8s.AppsV1Api(api_client) if kind == "apps" else k8s.CoreV1Api(api_client)
