@@ -43,6 +43,7 @@ from fnworker.coordination.embedded_broker import EmbeddedBroker, free_loopback_
 from fnworker.runtimes.instance.state_log import FunctionStateLog
 from fnworker.runtimes.kubernetes.pod_template import pod_spec
 from fnworker.runtimes.kubernetes.settings import KubernetesSettings
+from fnworker.runtimes.process.command import log_file_of
 from fnworker.runtimes.process.driver import ProcessRuntime
 from fnworker.runtimes.process.pid_files import start_ticks
 from fnworker.runtimes.process.restart_policy import RestartPolicy
@@ -50,7 +51,13 @@ from fnworker.runtimes.process.settings import ProcessSettings
 from fnworker.runtimes.thread import ThreadRuntime
 from fnworker.scheduler.model.function_state import state_topic
 from fnworker.scheduler.model.instances import ClientSettings, InstanceSpec, StateSettings
-from fnworker.scheduler.model.records import Fqfn, FunctionConfig, FunctionRecord, instance_id_of
+from fnworker.scheduler.model.records import (
+    ConsumerConfig,
+    Fqfn,
+    FunctionConfig,
+    FunctionRecord,
+    instance_id_of,
+)
 from tests.harness.kubelet_pod_spec import PodSite, launch_of
 from tests.integration.conftest import FUNCTIONS, wait_until
 
@@ -89,14 +96,20 @@ def alive(pid: int | None) -> bool:
 
 @pytest.fixture
 def record(unique_name: str) -> FunctionRecord:
-    """WordCount, parallelism 3, reading ``<name>-in`` from the earliest message."""
+    """WordCount, parallelism 3, reading ``<name>-in`` from the earliest message with
+    a receive queue of 10: pulsar-lite's Shared dispatcher hands a burst to the
+    last consumer that subscribed while it has permits (1,000 by default; a probe
+    of 3 plain clients x 300 messages: 0/0/300 in 5 of 6 trials, 100/100/100 in
+    every trial with a queue of 10 or 50), and each runtime must get a share."""
     name = f"{unique_name}-wc"
+    topic = f"persistent://public/default/{name}-in"
     config = FunctionConfig(
         tenant="public",
         namespace="default",
         name=name,
         class_name="word_count.WordCountFunction",
-        inputs=[f"persistent://public/default/{name}-in"],
+        inputs=[topic],
+        input_specs={topic: ConsumerConfig(receiver_queue_size=10)},
         parallelism=3,
         subscription_position="Earliest",
     )
@@ -271,6 +284,12 @@ def state_client(broker: EmbeddedBroker) -> Iterator[pulsar.Client]:
     client.close()
 
 
+def process_log(tmp_path: Path, spec: InstanceSpec) -> str:
+    """The end of the process-runtime instance's log."""
+    path = log_file_of(tmp_path / "process-logs", str(spec.instance))
+    return path.read_text(errors="replace")[-6000:] if path.exists() else f"(no {path})"
+
+
 def send_one_by_one(client: pulsar.Client, topic: str, texts: list[str]) -> None:
     """Send unbatched, so the Shared subscription deals the messages out to every
     instance (a batch is one entry and goes to one consumer)."""
@@ -356,7 +375,8 @@ def test_wordcount_on_thread_process_and_pod_runtimes_shares_one_state(
         per_runtime = received()
         assert all(share > 0 for share in per_runtime), (
             f"each runtime must process a share to show it writes the shared state: "
-            f"received per runtime (thread, process, pod) {per_runtime}"
+            f"received per runtime (thread, process, pod) {per_runtime}; process log:\n"
+            f"{process_log(tmp_path, specs[1])}\npod log:\n{pod.log()}"
         )
         truth = dict(collections.Counter(word for text in sentences for word in text.split()))
         counted_all = wait_until(lambda: counts_of(state) == truth, 30)
