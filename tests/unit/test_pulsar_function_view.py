@@ -10,22 +10,30 @@ from typing import Any
 
 import msgspec
 
-from fnworker.scheduler.decide.function_decoding import decode_submitted_config
+from fnworker.runtimes.instance.instance_plan import plan_instance
+from fnworker.scheduler.decide.function_decoding import (
+    decode_submitted_config,
+    function_config_from_mapping,
+)
 from fnworker.scheduler.decide.function_validation import validate_new_function
 from fnworker.scheduler.decide.pulsar_function_view import pulsar_view
-from fnworker.scheduler.model.records import FunctionRecord
+from fnworker.scheduler.model.records import Fqfn, FunctionRecord
 
 CLASS = "exclamation_function.ExclamationFunction"
 IN = "persistent://public/default/in"
 
 
-def answer(**submitted: Any) -> dict[str, Any]:
-    """The GET answer (decoded JSON) for a function registered with ``submitted``."""
+def stored(**submitted: Any) -> FunctionRecord:
+    """The record a worker stores for a function registered with ``submitted``."""
     body = {"className": CLASS, "inputs": ["in"], **submitted}
     config, _ = decode_submitted_config(json.dumps(body))
-    stored = validate_new_function("public", "default", "fn", config, "f.py")
-    record = FunctionRecord(fqfn="public/default/fn", version=1, config=stored)  # type: ignore[arg-type]
-    return msgspec.json.decode(msgspec.json.encode(pulsar_view(record)))
+    valid = validate_new_function("public", "default", "fn", config, "f.py")
+    return FunctionRecord(fqfn=Fqfn("public/default/fn"), version=1, config=valid)
+
+
+def answer(**submitted: Any) -> dict[str, Any]:
+    """The GET answer (decoded JSON) for a function registered with ``submitted``."""
+    return msgspec.json.decode(msgspec.json.encode(pulsar_view(stored(**submitted))))
 
 
 def test_a_plain_python_function_answers_pulsars_normalised_config() -> None:
@@ -145,7 +153,7 @@ def test_set_values_are_answered_as_set() -> None:
     )
     assert got["processingGuarantees"] == "ATMOST_ONCE"
     assert (got["retainOrdering"], got["cleanupSubscription"]) == (True, False)
-    assert "forwardSourceMessageProperty" not in got
+    assert got["forwardSourceMessageProperty"] is False  # Pulsar leaves it out
     assert got["userConfig"] == {"n": 1, "s": "x"}
     assert got["secrets"] == {"pw": {"path": "p"}}
     assert got["parallelism"] == 3
@@ -168,3 +176,26 @@ def test_fields_pulsar_loses_are_answered_only_when_set() -> None:
     kept = answer(logLevel="DEBUG", skipToLatest=True, subscriptionType="FAILOVER")
     assert (kept["logLevel"], kept["skipToLatest"]) == ("DEBUG", True)
     assert kept["subscriptionType"] == "FAILOVER"
+
+
+def test_a_pod_built_from_the_answer_runs_the_stored_function() -> None:
+    """A Kubernetes pod decodes this answer into its record (pod_main.fetch_function):
+    the instance it plans must be the one the stored config plans."""
+    configs: list[dict[str, Any]] = [
+        {},
+        {"output": "out", "forwardSourceMessageProperty": False, "batchBuilder": "KEY_BASED"},
+        {"customSerdeInputs": {"in": "serde.S"}, "subName": "s", "timeoutMs": 100},
+        {"inputSpecs": {"in": {"serdeClassName": "serde.T", "receiverQueueSize": 7}}},
+        {"processingGuarantees": "EFFECTIVELY_ONCE", "subscriptionPosition": "Earliest"},
+        {"autoAck": False, "retainKeyOrdering": True, "maxMessageRetries": 3},
+        {"deadLetterTopic": "dlq", "maxMessageRetries": 2, "userConfig": {"n": 1}},
+        {"producerConfig": {"compressionType": "ZSTD", "batchBuilder": "KEY_BASED"}},
+        {"subscriptionType": "FAILOVER", "secrets": {"pw": "x"}, "parallelism": 3},
+    ]
+    for submitted in configs:
+        record = stored(**submitted)
+        view = msgspec.json.decode(msgspec.json.encode(pulsar_view(record)))
+        from_answer = msgspec.structs.replace(record, config=function_config_from_mapping(view))
+        assert plan_instance(from_answer) == plan_instance(record), submitted
+        assert from_answer.config.user_config == record.config.user_config
+        assert from_answer.config.secrets == record.config.secrets

@@ -15,13 +15,17 @@ What the rebuild does, as Pulsar:
 - defaults written out: ``resources`` (1 cpu, 1 GiB ram, 10 GiB disk), ``userConfig``
   ``{}``, ``retainOrdering``, ``retainKeyOrdering``, ``autoAck``, ``cleanupSubscription``,
   ``runtime``, ``processingGuarantees``, ``parallelism``, ``subscriptionPosition``, and
-  ``forwardSourceMessageProperty: true`` unless it was set to false (Pulsar's worker
-  default; fnworker forwards the properties unless told not to).
+  ``forwardSourceMessageProperty`` (true unless set to false: Pulsar's worker default).
 
 Where fnworker differs on purpose (docs/rest-api.md): ``userConfig`` numbers stay as
 given (Pulsar's Gson turns ``1`` into ``1.0``), an input's ``consumerProperties`` are
-shown (Pulsar's conversion drops them), and fields Pulsar's conversion loses but
-fnworker applies (``FunctionConfigView``'s *fnworker* fields) are shown when set.
+shown (Pulsar's conversion drops them), ``forwardSourceMessageProperty: false`` is
+written (Pulsar leaves it out), and fields Pulsar's conversion loses but fnworker applies
+(``FunctionConfigView``'s *fnworker* fields) are shown when set.
+
+The answer must lose nothing an instance runs on: a Kubernetes pod builds its function
+record from this answer (runtimes/kubernetes/pod_main.py), so decoding it must plan the
+same instance as the stored config (tests/unit/test_pulsar_function_view.py checks it).
 """
 
 from __future__ import annotations
@@ -72,9 +76,7 @@ def pulsar_view(record: FunctionRecord) -> FunctionConfigView:
         processing_guarantees=config.processing_guarantees or "ATLEAST_ONCE",
         retain_ordering=bool(config.retain_ordering),
         retain_key_ordering=bool(config.retain_key_ordering),
-        forward_source_message_property=UNSET
-        if config.forward_source_message_property is False
-        else True,
+        forward_source_message_property=config.forward_source_message_property is not False,
         user_config=dict(config.user_config),
         secrets=dict(config.secrets) or UNSET,
         runtime="PYTHON",

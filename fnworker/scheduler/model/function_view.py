@@ -80,7 +80,7 @@ class FunctionConfigView(msgspec.Struct, frozen=True, kw_only=True, rename="came
     processing_guarantees: ProcessingGuarantee
     retain_ordering: bool
     retain_key_ordering: bool
-    forward_source_message_property: bool | UnsetType = UNSET
+    forward_source_message_property: bool
     user_config: dict[str, Any]
     secrets: dict[str, Any] | UnsetType = UNSET
     runtime: Runtime
