@@ -266,15 +266,16 @@ async def test_status_counts_running_pods_and_restarts_from_one_watch(
     assert driver.status(instance_id_of("public/default/other", 0)) is None
 
 
-async def test_conflict_on_create_is_treated_as_exists(
+async def test_a_set_another_worker_of_the_cluster_made_is_patched(
     kubernetes_api: KubernetesApi,
     make_driver: Callable[..., KubernetesRuntime],
 ) -> None:
     record = function(parallelism=1)
     await make_driver(worker_id="worker-0").start(spec(record))
-    driver = make_driver()  # a new worker: it creates, gets 409, patches
+    driver = make_driver()  # a new worker: it reads the set, sees it is ours, patches
     await driver.start(spec(function(version=2, parallelism=2)))
-    assert kubernetes_api.count("create", "statefulsets") == 2
+    assert kubernetes_api.count("create", "statefulsets") == 1
+    assert kubernetes_api.count("patch", "statefulsets") == 1
     stateful_set = kubernetes_api.get("statefulsets", "default", JOB)
     assert stateful_set is not None and stateful_set["spec"]["replicas"] == 2
     assert stateful_set["metadata"]["annotations"][OWNER_ANNOTATION] == "worker-1"

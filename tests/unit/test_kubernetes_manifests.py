@@ -83,6 +83,7 @@ def test_labels_carry_the_function_and_custom_labels() -> None:
         "name": "ex_cl",
         "component": "function",
         JOB_LABEL: job.name,
+        "fnworker/cluster": "standalone",
     }
     assert "team" not in job.stateful_set["spec"]["selector"]["matchLabels"]
     assert job.service["metadata"]["labels"] == labels

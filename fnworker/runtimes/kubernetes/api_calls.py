@@ -194,6 +194,21 @@ class ApiCaller:
             await self.clock.sleep(delay if delay is not None else self.retry.delay(attempt))
         raise AssertionError("unreachable")
 
+    async def read_stateful_set(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The StatefulSet as the API serves it (camelCase JSON), None when there is none."""
+        try:
+            found = await self.call(
+                "get", "statefulsets", namespace, name, "read_namespaced_stateful_set",
+                name, namespace,
+            )  # fmt: skip
+        except KubernetesError as error:
+            if error.code == 404:
+                return None
+            raise
+        api_client = await self.client()
+        plain: dict[str, Any] = api_client.sanitize_for_serialization(found)
+        return plain
+
     async def watch_pods(
         self, namespace: str, selector: str, on_event: Callable[[str, dict[str, Any]], None]
     ) -> None:

@@ -282,7 +282,7 @@ class KubernetesRuntime:
             return
         try:
             await self.objects.apply(
-                spec.function, rendered, objects, patch_first=bool(job.applied)
+                spec.function, rendered, objects, cluster=self.settings.cluster_name
             )
         except KubernetesError as error:
             job.error = str(error)

@@ -1,6 +1,7 @@
 """Applying and deleting one function's objects (Secret, Service, StatefulSet) on the
-cluster: create, else merge-patch; never take over another function's StatefulSet;
-delete only what this worker applied last. Does network I/O through the API caller.
+cluster: create, else merge-patch; never take over another function's or another
+cluster's StatefulSet (claims.py); delete only what this worker applied last. Does
+network I/O through the API caller.
 
 ``with_owner`` (pure) stamps the StatefulSet with the worker that applies it, so a
 worker never deletes a set another worker applied since (the owner annotation, and a
@@ -15,7 +16,8 @@ from typing import Any, Final
 import structlog
 
 from fnworker.runtimes.kubernetes.api_calls import RESOURCES, ApiCaller, KubernetesError
-from fnworker.runtimes.kubernetes.manifests import FQFN_ANNOTATION, RenderedJob
+from fnworker.runtimes.kubernetes.claims import CLUSTER_ANNOTATION, FQFN_ANNOTATION, claim_of
+from fnworker.runtimes.kubernetes.manifests import RenderedJob
 from fnworker.scheduler.model.records import FunctionRecord
 
 log = structlog.get_logger("fnworker.runtime.kubernetes")
@@ -52,32 +54,39 @@ class JobObjects:
         rendered: RenderedJob,
         objects: list[dict[str, Any]],
         *,
-        patch_first: bool,
+        cluster: str,
     ) -> None:
-        """Create or patch the Secret, Service and StatefulSet, in that order."""
+        """Create or patch the Secret, Service and StatefulSet, in that order, after
+        deciding what may be done with a StatefulSet already at the name (claims.py)."""
+        namespace, name = rendered.namespace, rendered.name
+        existing = await self.api.read_stateful_set(namespace, name)
+        claim = claim_of(existing, rendered.stateful_set, function.fqfn, cluster)
+        if claim.action == "refuse":
+            raise KubernetesError(claim.sentence)
+        if claim.action == "recreate":
+            log.warning(claim.sentence, job=name, namespace=namespace)
+            await self.delete("statefulsets", namespace, name)
         for obj in objects:
             resource = PLURALS[obj["kind"]]
-            name = obj["metadata"]["name"]
-            suffix = RESOURCES[resource][2]
-            namespace = rendered.namespace
-            if patch_first:
-                try:
-                    await self.patch(resource, namespace, name, obj)
-                    continue
-                except KubernetesError as error:
-                    if error.code != 404:
-                        raise
-            try:
-                await self.api.call(
-                    "create", resource, namespace, name, f"create_namespaced_{suffix}",
-                    namespace, obj,
-                )  # fmt: skip
-            except KubernetesError as error:
-                if error.code != 409:
-                    raise
-                if resource == "statefulsets":
-                    await self.check_owner(function, namespace, name)
-                await self.patch(resource, namespace, name, obj)
+            if claim.action == "patch":
+                await self.patch(resource, namespace, obj["metadata"]["name"], obj)
+            else:
+                await self.create_or_patch(resource, namespace, obj)
+
+    async def create_or_patch(self, resource: str, namespace: str, obj: dict[str, Any]) -> None:
+        """Create one object; one that exists already (a race with another worker of
+        the same cluster) is patched."""
+        name = obj["metadata"]["name"]
+        suffix = RESOURCES[resource][2]
+        try:
+            await self.api.call(
+                "create", resource, namespace, name, f"create_namespaced_{suffix}",
+                namespace, obj,
+            )  # fmt: skip
+        except KubernetesError as error:
+            if error.code != 409:
+                raise
+            await self.patch(resource, namespace, name, obj)
 
     async def patch(self, resource: str, namespace: str, name: str, obj: dict[str, Any]) -> None:
         """A JSON merge patch with the whole rendered object (lists are replaced)."""
@@ -87,23 +96,10 @@ class JobObjects:
             name, namespace, obj, _content_type=MERGE_PATCH,
         )  # fmt: skip
 
-    async def check_owner(self, function: FunctionRecord, namespace: str, name: str) -> None:
-        """Refuse to take over a StatefulSet of another function with the same job name."""
-        existing = await self.api.call(
-            "get", "statefulsets", namespace, name, "read_namespaced_stateful_set", name, namespace
-        )
-        owner = (existing.metadata.annotations or {}).get(FQFN_ANNOTATION)
-        if owner not in (None, function.fqfn):
-            raise KubernetesError(
-                f"StatefulSet {name} in namespace {namespace} already runs function {owner}; "
-                f"refusing to take it over for {function.fqfn} (set jobName in its "
-                "customRuntimeOptions to give it a different name)"
-            )
-
     async def delete_job(self, rendered: RenderedJob) -> None:
         """Delete the StatefulSet (if this worker still owns it), Service and Secret."""
         namespace, name = rendered.namespace, rendered.name
-        if not await self._delete_stateful_set(namespace, name):
+        if not await self._delete_stateful_set(rendered):
             return
         others = [("services", name)]
         if rendered.auth_secret_name is not None:
@@ -115,23 +111,27 @@ class JobObjects:
                 self.report(str(error), job=name)
         log.info("function deleted", job=name, namespace=namespace)
 
-    async def _delete_stateful_set(self, namespace: str, name: str) -> bool:
-        """Delete the set unless another worker applied it since; False to stop there."""
+    async def _delete_stateful_set(self, rendered: RenderedJob) -> bool:
+        """Delete the set unless it is not this function's and cluster's, or another
+        worker applied it since; False to stop there."""
+        namespace, name = rendered.namespace, rendered.name
         try:
-            existing = await self.api.call(
-                "get", "statefulsets", namespace, name, "read_namespaced_stateful_set",
-                name, namespace,
-            )  # fmt: skip
+            existing = await self.api.read_stateful_set(namespace, name)
         except KubernetesError as error:
-            if error.code != 404:
-                self.report(str(error), job=name)
-                return False
+            self.report(str(error), job=name)
+            return False
+        if existing is None:
             return True
-        owner = (existing.metadata.annotations or {}).get(OWNER_ANNOTATION)
+        annotations = existing["metadata"].get("annotations") or {}
+        mine = rendered.stateful_set["metadata"]["annotations"]
+        if any(annotations.get(key) != mine[key] for key in (FQFN_ANNOTATION, CLUSTER_ANNOTATION)):
+            log.info("not deleting: the StatefulSet is not this function's", job=name)
+            return False
+        owner = annotations.get(OWNER_ANNOTATION)
         if self.worker_id and owner not in (None, self.worker_id):
             log.info("not deleting: another worker applied it since", job=name, owner=owner)
             return False
-        body = {"preconditions": {"resourceVersion": existing.metadata.resource_version}}
+        body = {"preconditions": {"resourceVersion": existing["metadata"]["resourceVersion"]}}
         try:
             await self.api.call(
                 "delete", "statefulsets", namespace, name, "delete_namespaced_stateful_set",

@@ -24,12 +24,15 @@ from typing import Any, Final
 import msgspec
 
 from fnworker.runtimes.kubernetes import names
+from fnworker.runtimes.kubernetes.claims import CLUSTER_ANNOTATION, FQFN_ANNOTATION
 from fnworker.runtimes.kubernetes.customizer import ManifestCustomizer, NoOpCustomizer
 from fnworker.runtimes.kubernetes.pod_template import AuthMount, pod_annotations, pod_spec
 from fnworker.runtimes.kubernetes.settings import KubernetesSettings
 from fnworker.scheduler.model.records import FunctionRecord, split_fqfn
 
-FQFN_ANNOTATION: Final = "fnworker/fqfn"
+CLUSTER_LABEL: Final = "fnworker/cluster"
+"""Label with the worker cluster's name (``pulsarFunctionsCluster``), in every selector:
+two clusters sharing a jobNamespace never select each other's pods."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +83,7 @@ def job_identity(
     job_namespace = names.check_namespace(
         "jobNamespace", customizer.customize_namespace(function, settings.job_namespace)
     )
-    selector = selector_labels(function, job)
+    selector = selector_labels(function, job, settings.cluster_name)
     return JobIdentity(
         name=job, namespace=job_namespace, selector=selector,
         labels={**custom_labels(settings), **selector},
@@ -126,8 +129,9 @@ def auth_mount(function: FunctionRecord, secret: Mapping[str, Any] | None) -> Au
     return None
 
 
-def selector_labels(function: FunctionRecord, job: str) -> dict[str, str]:
-    """Pulsar's tenant, namespace, name and component labels plus the unique job label."""
+def selector_labels(function: FunctionRecord, job: str, cluster: str) -> dict[str, str]:
+    """Pulsar's tenant, namespace, name and component labels plus the unique job label
+    and the worker cluster's name."""
     tenant, namespace, name = split_fqfn(function.fqfn)
     return {
         "tenant": names.label_value(tenant),
@@ -135,6 +139,7 @@ def selector_labels(function: FunctionRecord, job: str) -> dict[str, str]:
         "name": names.label_value(name),
         "component": "function",
         names.JOB_LABEL: job,
+        CLUSTER_LABEL: names.label_value(cluster),
     }
 
 
@@ -180,7 +185,10 @@ def stateful_set_manifest(
             "name": job,
             "namespace": job_namespace,
             "labels": dict(labels),
-            "annotations": {FQFN_ANNOTATION: function.fqfn},
+            "annotations": {
+                FQFN_ANNOTATION: function.fqfn,
+                CLUSTER_ANNOTATION: settings.cluster_name,
+            },
         },
         "spec": {
             "serviceName": job,
