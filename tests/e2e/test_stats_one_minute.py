@@ -1,6 +1,7 @@
 """``GET .../stats`` and ``.../{instanceId}/stats`` carry Pulsar's ``1min`` block (the
-counters over the last minute) on a real ``fnworker standalone``, for the thread runtime
-and the process runtime (whose instance reports its counters over the control channel).
+counters over the last minute) on a real ``fnworker standalone``, for the thread runtime,
+the process runtime (whose instance reports its counters over the control channel) and
+the Kubernetes runtime (pods on the in-test kubelet report them on their ``/stats``).
 Messages go through the embedded broker with the real pulsar client."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from tests.conftest import quiet_client
 from tests.e2e.conftest import StandaloneWorker, launch, stop, wait_ready
 from tests.e2e.helpers import BASE, call, register, running_count, wait_for
 from tests.e2e.pipe import Pipe
+from tests.harness.kubernetes_kubelet import Kubelet, threaded_cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -56,6 +58,34 @@ def client(worker: StandaloneWorker) -> Iterator[pulsar.Client]:
         yield connection
 
 
+@pytest.fixture(scope="module")
+def pods_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandaloneWorker]:
+    """A standalone worker whose runtime is the in-test Kubernetes (pods run pod_main)."""
+    with threaded_cluster(tmp_path_factory.mktemp("stats-kubelet")) as cluster:
+        yield from kubernetes_worker(cluster, tmp_path_factory.mktemp("stats-k8s"))
+
+
+def kubernetes_worker(cluster: Kubelet, state: Path) -> Iterator[StandaloneWorker]:
+    factory = {"k8Uri": cluster.api.url, "jobNamespace": "functions"}
+    config = state / "worker.yml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "functionRuntimeFactoryClassName": (
+                    "org.apache.pulsar.functions.runtime.kubernetes.KubernetesRuntimeFactory"
+                ),
+                "functionRuntimeFactoryConfigs": factory,
+            }
+        )
+    )
+    running = launch(state / "state", "--config", str(config))
+    try:
+        wait_ready(running)
+        yield running
+    finally:
+        stop(running)
+
+
 def stats(base: str, path: str = "stats") -> Any:
     reply = call(base, "GET", f"{BASE}/counted/{path}")
     assert reply.status == 200, reply.body
@@ -65,10 +95,20 @@ def stats(base: str, path: str = "stats") -> Any:
 def test_stats_answer_the_last_minutes_counters_as_pulsar(
     worker: StandaloneWorker, client: pulsar.Client
 ) -> None:
+    check_one_minute(worker, client)
+
+
+def test_kubernetes_pods_report_the_last_minute_too(pods_worker: StandaloneWorker) -> None:
+    with quiet_client(pods_worker.broker_url, "e2e-stats-1min-pods") as client:
+        check_one_minute(pods_worker, client, timeout=180)
+
+
+def check_one_minute(worker: StandaloneWorker, client: pulsar.Client, timeout: float = 60) -> None:
+    """Send SENT messages through ``counted`` and read them back in every ``1min``."""
     base = worker.admin_url
     assert register(base, "counted", subscriptionPosition="Earliest").status == 200
-    wait_for(lambda: running_count(base, "counted") == 1, what="the instance running")
-    pipe = Pipe(client, "counted")
+    wait_for(lambda: running_count(base, "counted") == 1, timeout, "the instance running")
+    pipe = Pipe(client, "counted", shared=True)
     values = [f"v{i}" for i in range(SENT)]
     pipe.send(values)
     assert pipe.receive_all({f"{v}!" for v in values}) >= {f"{v}!" for v in values}
@@ -77,7 +117,7 @@ def test_stats_answer_the_last_minutes_counters_as_pulsar(
         answer = stats(base)
         return answer if answer["1min"]["processedSuccessfullyTotal"] >= SENT else None
 
-    function = wait_for(counted, what="the function's 1min counters")
+    function = wait_for(counted, timeout, "the function's 1min counters")
     assert list(function) == [*COUNTERS[:-1], "avgProcessLatency", "1min", "lastInvocation"] + [
         "instances"
     ]
