@@ -24,6 +24,7 @@ from fnworker.coordination.events import (
     MembershipView,
     VersionConflict,
 )
+from fnworker.coordination.uploads import UploadRecord
 from fnworker.scheduler.model.function_state import StateRecord, StateTable
 from fnworker.scheduler.model.records import (
     Assignment,
@@ -99,4 +100,17 @@ class CoordinationBackend(Protocol):
 
     async def write_state(self, fqfn: Fqfn, record: StateRecord) -> None:
         """Append one record to ``fqfn``'s state topic."""
+        ...
+
+    async def store_upload(self, path: str, file: Path, sha256: str) -> UploadRecord:
+        """Make ``file`` (this worker's copy of what was uploaded at ``path``) the
+        latest upload of ``path`` for every worker; the index record written."""
+        ...
+
+    async def uploads(self) -> Mapping[str, UploadRecord]:
+        """The latest upload of every path, as the uploads index holds it now."""
+        ...
+
+    async def fetch_upload(self, record: UploadRecord) -> bytes:
+        """The content of an upload stored by any worker."""
         ...

@@ -5,13 +5,14 @@ memory``, tests) elects, fences and assigns exactly as a fleet on Pulsar does.
 
 A ``MemoryTopic`` is an append-only list read through per-worker cursors: one
 total order per topic, as in Pulsar. Nothing outlives the process. Does no I/O
-beyond in-memory streams.
+beyond in-memory streams, except reading an uploaded file another member stored.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from fnworker.coordination.driver import ProtocolDriver
 from fnworker.coordination.events import CoordinationEvent, FunctionsChanged
 from fnworker.coordination.protocol import Send, Timings, Topic
 from fnworker.coordination.protocol_backend import ProtocolBackend
+from fnworker.coordination.uploads import UploadRecord, latest_uploads
 from fnworker.coordination.wire import FunctionWrite
 from fnworker.scheduler.model.clock import SYSTEM_CLOCK, Clock
 from fnworker.scheduler.model.function_state import StateRecord, StateTable
@@ -33,6 +35,7 @@ from fnworker.scheduler.model.records import (
 )
 
 METADATA = "metadata"
+UPLOADS = "uploads"
 
 
 class MemoryTopic:
@@ -148,3 +151,20 @@ class MemoryCoordination(ProtocolBackend):
     async def append_metadata(self, write: FunctionWrite) -> None:
         """Append one write to the cluster's metadata topic."""
         self.cluster.topic(METADATA).append(write)
+
+    async def store_upload(self, path: str, file: Path, sha256: str) -> UploadRecord:
+        """Index ``file`` itself: every member shares this process's disk."""
+        size = await anyio.to_thread.run_sync(lambda: file.stat().st_size)
+        record = UploadRecord(
+            path=path, sha256=sha256, size=size, where=str(file), upload_id=uuid.uuid4().hex
+        )
+        self.cluster.topic(UPLOADS).append(record)
+        return record
+
+    async def uploads(self) -> Mapping[str, UploadRecord]:
+        """The latest record of every path this cluster holds."""
+        return latest_uploads(self.cluster.topic(UPLOADS).records)
+
+    async def fetch_upload(self, record: UploadRecord) -> bytes:
+        """Read the file the storing member indexed."""
+        return await anyio.to_thread.run_sync(Path(record.where).read_bytes)

@@ -1,8 +1,9 @@
 """The coordination backend on Pulsar topics: the pure protocol (protocol/) run by
 a ``ProtocolDriver`` whose records travel on the cluster's topics. This module
 only wires readers to the driver and the metadata log; pulsar_transport.py does
-the reading and writing, pulsar_packages.py the package chunks, metadata_log.py
-the versioned metadata writes. See docs/coordination.md.
+the reading and writing, pulsar_packages.py the package chunks, pulsar_uploads.py
+the uploads index, metadata_log.py the versioned metadata writes. See
+docs/coordination.md.
 
 Per worker: readers on the coordinate topic (leases, claims, reports), the
 heartbeats topic, the metadata topic (from the start) and its own assignment
@@ -12,6 +13,7 @@ topic; producers for everything it publishes.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 
 import anyio
@@ -33,8 +35,10 @@ from fnworker.coordination.pulsar_transport import (
     client_logger,
     read_forever,
 )
+from fnworker.coordination.pulsar_uploads import fetch_upload, read_uploads, store_upload
 from fnworker.coordination.replay import replay_topic
 from fnworker.coordination.topics import ClusterTopics
+from fnworker.coordination.uploads import UploadRecord
 from fnworker.coordination.wire import (
     AssignmentRecord,
     CoordinateRecord,
@@ -116,6 +120,21 @@ class PulsarCoordination(ProtocolBackend):
         """Read a package's chunks from the packages topic into ``target``."""
         assert self.pulsar is not None
         await fetch_package(self.pulsar, ref, target)
+
+    async def store_upload(self, path: str, file: Path, sha256: str) -> UploadRecord:
+        """Chunks on the packages topic, then a record on the uploads index."""
+        assert self.pulsar is not None
+        return await store_upload(self.pulsar, path, file, sha256)
+
+    async def uploads(self) -> Mapping[str, UploadRecord]:
+        """Fold the uploads index from its start to its last entry."""
+        assert self.pulsar is not None
+        return await read_uploads(self.pulsar.client, self.topics.uploads)
+
+    async def fetch_upload(self, record: UploadRecord) -> bytes:
+        """Read an upload's chunks from the packages topic."""
+        assert self.pulsar is not None
+        return await fetch_upload(self.pulsar, record)
 
     # -- wiring ---------------------------------------------------------------
 

@@ -1,6 +1,6 @@
-"""Function packages on the cluster's packages topic, in the application's own
-512 KiB chunks (pulsar-lite's chunking is flaky): store one, fetch one by the
-MessageId of its first chunk. Does I/O (pulsar, the local file)."""
+"""Function packages (and uploaded files) on the cluster's packages topic, in the
+application's own 512 KiB chunks (pulsar-lite's chunking is flaky): store one, fetch
+one by the MessageId of its first chunk. Does I/O (pulsar, the local file)."""
 
 from __future__ import annotations
 
@@ -23,26 +23,43 @@ FETCH_TIMEOUT = 60.0
 
 async def store_package(pulsar_topics: PulsarTopics, ref: PackageRef, path: Path) -> PackageRef:
     """Write a package to the packages topic in chunks; the ref names the first one."""
-    data = path.read_bytes()
+    first = await store_chunks(pulsar_topics, ref.sha256, path.read_bytes())
+    return msgspec.structs.replace(ref, message_id=first)
+
+
+async def store_chunks(pulsar_topics: PulsarTopics, package_id: str, data: bytes) -> str:
+    """Write ``data`` to the packages topic in chunks tagged ``package_id``; the
+    MessageId (base64) of the first chunk."""
     total = max(1, math.ceil(len(data) / CHUNK_BYTES))
     producer = await pulsar_topics.producer(pulsar_topics.topics.packages, batching=False)
     first = None
     for index in range(total):
         chunk = PackageChunk(
-            package_id=ref.sha256,
+            package_id=package_id,
             index=index,
             total=total,
             data=data[index * CHUNK_BYTES : (index + 1) * CHUNK_BYTES],
         )
         message_id = await producer.send(ENCODE(chunk))
         first = first or base64.b64encode(message_id.serialize()).decode()
-    return msgspec.structs.replace(ref, message_id=first)
+    assert first is not None
+    return first
 
 
 async def fetch_package(pulsar_topics: PulsarTopics, ref: PackageRef, target: Path) -> None:
     """Read a package's chunks from the packages topic into ``target`` (atomically)."""
     assert ref.message_id is not None
-    start = pulsar.MessageId.deserialize(base64.b64decode(ref.message_id))
+    data = await fetch_chunks(pulsar_topics, ref.sha256, ref.message_id)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    partial.write_bytes(data)
+    partial.replace(target)  # atomic: a reader sees no file or the whole file
+
+
+async def fetch_chunks(pulsar_topics: PulsarTopics, package_id: str, message_id: str) -> bytes:
+    """The content whose chunks, tagged ``package_id``, start at ``message_id`` (base64);
+    TimeoutError after FETCH_TIMEOUT."""
+    start = pulsar.MessageId.deserialize(base64.b64decode(message_id))
     reader = await pulsar_topics.client.create_reader(
         pulsar_topics.topics.packages, start, start_message_id_inclusive=True
     )
@@ -51,13 +68,10 @@ async def fetch_package(pulsar_topics: PulsarTopics, ref: PackageRef, target: Pa
         with anyio.fail_after(FETCH_TIMEOUT):
             while True:
                 chunk = CHUNKS.decode((await reader.read_next()).data())
-                if chunk.package_id == ref.sha256:
+                if chunk.package_id == package_id:
                     parts[chunk.index] = chunk.data
                     if len(parts) == chunk.total:
                         break
     finally:
         await reader.close()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial")
-    partial.write_bytes(b"".join(parts[i] for i in range(len(parts))))
-    partial.replace(target)  # atomic: a reader sees no file or the whole file
+    return b"".join(parts[i] for i in range(len(parts)))

@@ -20,6 +20,8 @@ class ClusterTopics(msgspec.Struct, frozen=True, kw_only=True):
     heartbeats: str
     metadata: str
     packages: str
+    uploads: str
+    """The uploads index: one ``UploadRecord`` per upload (coordination/uploads.py)."""
     assignments_prefix: str
 
     def assignments_of(self, worker_id: str) -> str:
@@ -50,5 +52,6 @@ def cluster_topics(
         heartbeats=f"{base}/{coordinate}-heartbeats",
         metadata=f"{base}/{metadata}",
         packages=f"{base}/{metadata}-packages",
+        uploads=f"{base}/{metadata}-uploads",
         assignments_prefix=f"{base}/{assignments}",
     )

@@ -2,7 +2,7 @@
 over HTTP, with requests shaped as Pulsar's Java admin client (FunctionsImpl,
 WorkerImpl) sends them: the connectors lists, leader readiness, the worker's
 metrics as Pulsar Metrics objects, and upload/download of files by path (kept
-across a SIGKILL and restart)."""
+across a SIGKILL and restart; fleet-wide in tests/fleet/test_uploads_fleet.py)."""
 
 from __future__ import annotations
 
@@ -141,31 +141,41 @@ def test_an_upload_survives_sigkill_and_restart(tmp_path: Path) -> None:
         stop(again)
 
 
-def test_uploads_stop_at_the_file_limit_but_stored_paths_may_be_replaced(
-    standalone_worker: Any,
+def test_uploads_stop_at_the_fleets_path_limit_but_stored_paths_may_be_replaced(
+    tmp_path: Path,
 ) -> None:
-    """Each upload is capped by maxPackageSizeBytes and their number by
-    MAX_UPLOADED_FILES, so uploads cannot fill the disk. The worker's folder is filled
-    up to the limit by hand (1,000 HTTP uploads would only be slower)."""
-    from fnworker.scheduler.api.uploads_routes import MAX_UPLOADED_FILES
+    """Each upload is capped by maxPackageSizeBytes and the fleet's paths by
+    MAX_UPLOADED_PATHS (counted on the uploads index every worker reads), so uploads
+    cannot fill a disk. The index is filled up to the limit by hand on the worker's own
+    broker (1,000 HTTP uploads would only be slower); a worker of its own, since
+    nothing removes a path from the index."""
+    from fnworker.coordination.topics import cluster_topics
+    from fnworker.coordination.uploads import ENCODE_UPLOAD, UploadRecord
+    from fnworker.scheduler.admin.upload_service import MAX_UPLOADED_PATHS
+    from tests.conftest import quiet_client
 
-    base = str(standalone_worker.admin_url)
-    assert (
-        call(base, "POST", "/admin/v3/functions/upload", upload_form(b"v1", "keep/me")).status
-        == 200
-    )
-    folder = standalone_worker.state_dir / "uploads"
-    kept = sum(1 for entry in os.scandir(folder) if not entry.name.startswith("."))
-    fillers = [folder / f"filler-{index:04d}" for index in range(MAX_UPLOADED_FILES - kept)]
+    worker = launch(tmp_path / "state")
     try:
-        for filler in fillers:
-            filler.write_bytes(b"")
+        wait_ready(worker)
+        base = worker.admin_url
+        assert (
+            call(base, "POST", "/admin/v3/functions/upload", upload_form(b"v1", "keep/me")).status
+            == 200
+        )
+        with quiet_client(worker.broker_url, "fill-uploads") as client:
+            producer = client.create_producer(cluster_topics("public/functions").uploads)
+            for index in range(MAX_UPLOADED_PATHS - 1):
+                record = UploadRecord(
+                    path=f"filler/{index}", sha256="0" * 64, size=0, where="", upload_id="f"
+                )
+                producer.send_async(ENCODE_UPLOAD(record), None)
+            producer.flush()
+            producer.close()
         refused = call(base, "POST", "/admin/v3/functions/upload", upload_form(b"x", "one/more"))
-        assert refused.status == 400 and f"the limit is {MAX_UPLOADED_FILES}" in refused.reason
+        assert refused.status == 400 and f"the limit is {MAX_UPLOADED_PATHS}" in refused.reason
         assert download(base, "one/more").status == 404
         replaced = call(base, "POST", "/admin/v3/functions/upload", upload_form(b"v2", "keep/me"))
         assert replaced.status == 200
         assert download(base, "keep/me").body == b"v2"
     finally:
-        for filler in fillers:
-            filler.unlink(missing_ok=True)
+        stop(worker)

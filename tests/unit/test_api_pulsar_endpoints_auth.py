@@ -12,11 +12,14 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from fnworker.coordination.memory import MemoryCluster, MemoryCoordination
+from fnworker.scheduler.admin.upload_service import UploadService
 from fnworker.scheduler.api.app import make_app
 from fnworker.scheduler.api.uploads_routes import UPLOADS_DIR
 from fnworker.scheduler.model.records import Fqfn, FunctionConfig, FunctionRecord
 from tests.unit.test_api_routes import FakeAdmin
 from tests.unit.test_auth_api import bearer, security
+from tests.unit.test_uploads_fleet_wide import UploadingAdmin
 
 pytestmark = pytest.mark.anyio
 Client = TestClient[Any, Any]
@@ -37,7 +40,8 @@ def upload_form(path: str) -> aiohttp.FormData:
 
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[Client]:
-    app = make_app(FakeAdmin(), max_body_bytes=8192, security=security())
+    admin = UploadingAdmin(UploadService(MemoryCoordination(MemoryCluster())))
+    app = make_app(admin, max_body_bytes=8192, security=security())
     app[UPLOADS_DIR] = tmp_path / "uploads"
     async with TestClient(TestServer(app, host="127.0.0.1")) as test_client:
         yield test_client

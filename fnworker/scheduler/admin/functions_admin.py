@@ -2,7 +2,8 @@
 that hands each request to the service for its job: ``FunctionReads`` (what is stored),
 ``FunctionWrites`` (register, update, delete, start/stop/restart), ``PackageService``
 (packages), ``StatusService`` (status and stats), ``TriggerService`` (trigger, with its
-own client) and ``FleetAdmin`` (the fleet: assignments, rebalance, drain).
+own client), ``UploadService`` (files uploaded by path) and ``FleetAdmin`` (the fleet:
+assignments, rebalance, drain).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from fnworker.scheduler.admin.package_store import PackageStore
 from fnworker.scheduler.admin.state_service import StateService
 from fnworker.scheduler.admin.status_service import StatusService
 from fnworker.scheduler.admin.trigger_service import TriggerService
+from fnworker.scheduler.admin.upload_service import UploadService
 from fnworker.scheduler.decide.admission_limits import AdmissionMemo
 from fnworker.scheduler.model.admin_records import FunctionStats, PackageSource
 from fnworker.scheduler.model.instances import ClientSettings, InstanceMetrics
@@ -74,7 +76,9 @@ class WorkerFunctionsAdmin:
         self.status = StatusService(me=me, reads=self.reads, fleet=fleet, admission=admission)
         self.triggers = TriggerService(self.reads, client_settings)
         self.state = StateService(self.reads, backend)
+        self.uploads = UploadService(backend)
         self.writes.on_deleted = self.state.clear
+        self.writes.runtime_check = getattr(driver, "admission_problem", None)
 
     # -- reads -------------------------------------------------------------
 
@@ -89,6 +93,13 @@ class WorkerFunctionsAdmin:
     def package_path(self, tenant: str, namespace: str, name: str) -> tuple[Path, str]:
         """The stored package of a function and its original file name."""
         return self.packages.package_path(self.reads.record(tenant, namespace, name))
+
+    async def package_file(self, tenant: str, namespace: str, name: str) -> tuple[Path, str]:
+        """As ``package_path``, fetched from the broker when this worker holds no copy."""
+        record = self.reads.record(tenant, namespace, name)
+        if record.package is not None:
+            await self.packages.hold_stored(record)
+        return self.packages.package_path(record)
 
     # -- writes ------------------------------------------------------------
 
@@ -169,6 +180,14 @@ class WorkerFunctionsAdmin:
     ) -> None:
         """Store a value sent as Pulsar's FunctionState JSON."""
         await self.state.put(tenant, namespace, name, key, body)
+
+    async def store_upload(self, root: Path, path: str, data: Path) -> None:
+        """Make ``data`` the content of ``path`` for the fleet (``root``: local copies)."""
+        await self.uploads.store(root, path, data)
+
+    async def uploaded_file(self, root: Path, path: str) -> Path:
+        """This worker's copy of the latest content uploaded at ``path``, or 404."""
+        return await self.uploads.file_for(root, path)
 
     # -- the fleet (passed through) ----------------------------------------
 

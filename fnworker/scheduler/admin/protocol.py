@@ -76,7 +76,19 @@ class FunctionsAdmin(Protocol):
         """The stored package file and its original file name (for download)."""
         ...
 
+    async def package_file(self, tenant: str, namespace: str, name: str) -> tuple[Path, str]:
+        """As ``package_path``, fetched from the broker when this worker holds no copy."""
+        ...
+
     async def get_state(self, tenant: str, namespace: str, name: str, key: str) -> Any: ...
+
+    async def store_upload(self, root: Path, path: str, data: Path) -> None:
+        """Make ``data`` the content of ``path`` for the fleet (``root``: local copies)."""
+        ...
+
+    async def uploaded_file(self, root: Path, path: str) -> Path:
+        """This worker's copy of the latest content uploaded at ``path``, or 404."""
+        ...
 
     async def put_state(
         self, tenant: str, namespace: str, name: str, key: str, body: bytes

@@ -42,10 +42,12 @@ from fnworker.scheduler.model.errors import ApiError
 from fnworker.scheduler.model.names import normalize_topic, normalize_topics_pattern
 from fnworker.scheduler.model.records import FunctionConfig
 from fnworker.scheduler.security.policy import (
+    DOWNLOAD_PATH,
     AnyRole,
     Open,
     Target,
     decide,
+    download_scope,
     is_super_user,
     may_manage_functions,
     target_of,
@@ -127,10 +129,13 @@ def _target(request: web.Request, security: WebSecurity) -> Target:
     if request.path == METRICS_PATH:
         return AnyRole() if security.authenticate_metrics else Open()
     info = request.match_info
+    tenant, namespace = info.get("tenant"), info.get("namespace")
+    if request.path == DOWNLOAD_PATH:  # scoped by its query, as Pulsar authorizes it
+        tenant, namespace = download_scope(request.query)
     return target_of(
         request.path,
-        info.get("tenant"),
-        info.get("namespace"),
+        tenant,
+        namespace,
         open_paths=OPEN_PATHS,
         any_role_paths=DOCUMENT_PATHS,
     )

@@ -1,53 +1,55 @@
-"""Pulsar's ``POST /admin/v3/functions/upload`` and ``GET /admin/v3/functions/download
-?path=...``: a super user stores a file under a path of its choosing and reads it back.
-Does network and disk I/O (disk on worker threads).
+"""Pulsar's ``POST /admin/v3/functions/upload`` and ``GET /admin/v3/functions/download``:
+a super user stores a file under a path of its choosing and any worker of the fleet
+reads it back (``?path=``); ``?tenant=&namespace=&function=`` answers a function's
+stored package, as ``.../{tenant}/{namespace}/{function}/download`` does. Does network
+I/O (the request); the admin's UploadService does the storing
+(fnworker/scheduler/admin/upload_service.py, docs/rest-api.md).
 
-Where: ``{stateDirectory}/uploads/{sha256 of the path}``, on the worker that received
-the upload (Pulsar keeps it in BookKeeper; fnworker's shared package store is addressed
-by function, with no index by path). Naming the file by the hash of its path means no
-user path ever reaches the disk (no traversal, no file-versus-folder clash). A write
-goes to the scratch folder first, is fsynced, then renamed into place, so a killed
-worker leaves either the old file or the new one. The file's size is limited like a
-package (``maxPackageSizeBytes``), the path to ``MAX_PATH_CHARS`` characters.
-Who: super users only, as in Pulsar (the route has no tenant, so the access policy
-asks for a super user; fnworker/scheduler/security/policy.py).
+Who: an upload needs a super user, as in Pulsar. A download is authorized as Pulsar's
+ComponentImpl does (fnworker/scheduler/security/policy.py ``download_scope``): the
+function form like the function's other endpoints, a path of four segments
+(``tenant/namespace/function/file``, where Pulsar keeps packages) for that namespace,
+any other path for super users. Limits: the file as a package (``maxPackageSizeBytes``),
+the path ``MAX_PATH_CHARS`` characters, the fleet ``MAX_UPLOADED_PATHS`` paths.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
-import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
-import anyio.to_thread
-from aiohttp import web
+from aiohttp import hdrs, web
 
+from fnworker.scheduler.admin.upload_service import MAX_UPLOADED_PATHS
 from fnworker.scheduler.api.functions_routes import MAX_PACKAGE_BYTES
 from fnworker.scheduler.api.multipart import receive_form
 from fnworker.scheduler.api.replies import empty_reply
-from fnworker.scheduler.api.route_table import BINARY, FormPart, Route
-from fnworker.scheduler.model.errors import ApiError, bad_request, unavailable
+from fnworker.scheduler.api.route_table import ADMIN, BINARY, FormPart, Route
+from fnworker.scheduler.model.errors import bad_request, unavailable
+from fnworker.scheduler.model.names import check_function_name
+
+__all__ = ["MAX_UPLOADED_PATHS", "ROUTES", "UPLOADS_DIR"]
 
 UPLOADS_DIR = web.AppKey("fnworker_uploads_dir", Path)
-"""Where uploaded files are kept (``{stateDirectory}/uploads``; set by the worker)."""
+"""Where this worker keeps its copies of uploaded files (``{stateDirectory}/uploads``)."""
 MAX_PATH_CHARS: Final = 1024
-MAX_UPLOADED_FILES: Final = 1000
-"""How many paths one worker keeps (replacing a stored path is always allowed), so
-uploads cannot fill the state directory's disk: at most this many x maxPackageSizeBytes."""
 _SEGMENT = r"(?:[^/.\x00-\x1f][^/\x00-\x1f]*|\.[^/.\x00-\x1f][^/\x00-\x1f]*|\.\.[^/\x00-\x1f]+)"
 PATH_PATTERN: Final = f"^{_SEGMENT}(?:/{_SEGMENT})*$"
 """A relative path: segments joined by '/', none empty, '.' or '..', no control characters."""
 _PATH = re.compile(PATH_PATTERN)
 PATH_SCHEMA: Final = {"type": "string", "pattern": PATH_PATTERN, "maxLength": MAX_PATH_CHARS}
+FUNCTION_QUERY: Final = ("tenant", "namespace", "function")
 
 
 def checked_path(raw: str | None) -> str:
     """The path a request names, or a 400 saying what a valid one looks like."""
     if raw is None or raw == "":
-        raise bad_request("path is missing or empty; expected a relative path such as a/b/file.py")
+        raise bad_request(
+            "path is missing or empty; expected a relative path such as a/b/file.py "
+            "(or tenant, namespace and function to download a function's package)"
+        )
     shown = raw[:80]
     if len(raw) > MAX_PATH_CHARS:
         raise bad_request(
@@ -63,33 +65,19 @@ def checked_path(raw: str | None) -> str:
     return raw
 
 
-def stored_file(request: web.Request, path: str) -> Path:
-    """The file holding ``path``'s content on this worker."""
+def uploads_root(request: web.Request) -> Path:
+    """Where this worker keeps its copies; 503 on a worker without a state directory."""
     root = request.app.get(UPLOADS_DIR)
     if root is None:
         raise unavailable(
             "this worker keeps no uploaded files; expected a worker with a state directory"
         )
-    return root / hashlib.sha256(path.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def _commit(source: Path, target: Path) -> None:
-    """Make ``source`` durable and put it at ``target`` in one rename."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with source.open("rb") as stream:
-        os.fsync(stream.fileno())
-    staged = target.with_name(f".{target.name}.partial")
-    shutil.move(source, staged)  # a rename within the state directory
-    os.replace(staged, target)
-    directory = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    return root
 
 
 async def upload_file(request: web.Request) -> web.Response:
-    """Store the ``data`` part under the ``path`` part (200, no body)."""
+    """Store the ``data`` part under the ``path`` part for the fleet (200, no body)."""
+    root = uploads_root(request)
     async with receive_form(
         request, file_parts=("data",), max_file_bytes=request.app[MAX_PACKAGE_BYTES]
     ) as form:
@@ -97,33 +85,44 @@ async def upload_file(request: web.Request) -> web.Response:
         data = form.files.get("data")
         if data is None:
             raise bad_request(f"part 'data' is missing; expected the file to store at '{path}'")
-        target = stored_file(request, path)
-        await anyio.to_thread.run_sync(_check_room, target)
-        await anyio.to_thread.run_sync(_commit, data.path, target)
+        await request.app[ADMIN].store_upload(root, path, data.path)
     return empty_reply()
 
 
-def _check_room(target: Path) -> None:
-    """A 400 when a new path would make the worker keep more than MAX_UPLOADED_FILES."""
-    if target.exists() or not target.parent.is_dir():
-        return
-    kept = sum(1 for entry in os.scandir(target.parent) if not entry.name.startswith("."))
-    if kept >= MAX_UPLOADED_FILES:
-        raise bad_request(
-            f"this worker already keeps {kept} uploaded files, the limit is "
-            f"{MAX_UPLOADED_FILES}; expected an upload to a path stored before"
-        )
-
-
 async def download_file(request: web.Request) -> web.StreamResponse:
-    """The bytes stored under ``?path=``; 404 when nothing is."""
-    path = checked_path(request.query.get("path"))
-    target = stored_file(request, path)
-    if not await anyio.to_thread.run_sync(target.is_file):
-        raise ApiError(
-            404, f"no file is stored at path '{path[:80]}'; expected a path uploaded before"
+    """The bytes stored under ``?path=`` (404 when nothing is), or the package of the
+    function ``?tenant=&namespace=&function=`` names."""
+    query = request.query
+    if "path" not in query and any(name in query for name in FUNCTION_QUERY):
+        return await function_package(request, *function_names(query))
+    path = checked_path(query.get("path"))
+    file = await request.app[ADMIN].uploaded_file(uploads_root(request), path)
+    return web.FileResponse(file, headers={hdrs.CONTENT_TYPE: BINARY})
+
+
+def function_names(query: Mapping[str, str]) -> tuple[str, str, str]:
+    """tenant, namespace and function from the query, checked."""
+    missing = [name for name in FUNCTION_QUERY if not query.get(name)]
+    if missing:
+        raise bad_request(
+            f"query parameter '{missing[0]}' is missing or empty; expected tenant, namespace "
+            "and function to download a function's package (or path for an uploaded file)"
         )
-    return web.FileResponse(target, headers={"Content-Type": BINARY})
+    tenant, namespace, name = (query[name] for name in FUNCTION_QUERY)
+    check_function_name(tenant, namespace, name)
+    return tenant, namespace, name
+
+
+async def function_package(
+    request: web.Request, tenant: str, namespace: str, name: str
+) -> web.StreamResponse:
+    """The function's stored package file, as ``.../{function}/download`` answers it
+    (fetched from the broker when this worker holds no copy)."""
+    path, file_name = await request.app[ADMIN].package_file(tenant, namespace, name)
+    disposition = f'attachment; filename="{file_name}"'
+    return web.FileResponse(
+        path, headers={hdrs.CONTENT_DISPOSITION: disposition, hdrs.CONTENT_TYPE: BINARY}
+    )
 
 
 ROUTES: list[Route] = [
@@ -131,7 +130,7 @@ ROUTES: list[Route] = [
         method="POST",
         path="/admin/v3/functions/upload",
         handler=upload_file,
-        summary="Store a file at a path (super users)",
+        summary="Store a file at a path for the fleet (super users)",
         form=(
             FormPart(
                 name="data",
@@ -156,8 +155,11 @@ ROUTES: list[Route] = [
         path="/admin/v3/functions/download",
         handler=download_file,
         media=BINARY,
-        summary="Read a file stored by upload (super users)",
-        required_query={"path": PATH_SCHEMA},
+        summary=(
+            "Read a file stored by upload (?path=), or a function's package "
+            "(?tenant=&namespace=&function=)"
+        ),
+        query=("path", *FUNCTION_QUERY),
         errors=(400, 404, 503),
     ),
 ]

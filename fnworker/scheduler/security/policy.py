@@ -25,6 +25,7 @@ from typing import Final
 import msgspec
 
 WORKER_PREFIX: Final = "/admin/v2/worker"
+DOWNLOAD_PATH: Final = "/admin/v3/functions/download"
 
 
 class AccessPolicy(msgspec.Struct, frozen=True, kw_only=True):
@@ -160,3 +161,17 @@ def target_of(
     if tenant is not None:
         return TenantScoped(tenant=tenant, namespace=namespace)
     return SuperUserOnly(what=f"call {path}")
+
+
+def download_scope(query: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """The tenant and namespace a ``/download`` request is about, as Pulsar's
+    ComponentImpl authorizes it: a ``path`` of exactly four segments
+    (``tenant/namespace/function/file``, where Pulsar keeps packages) or the function
+    named by ``tenant``/``namespace``/``function``; (None, None), super users only,
+    for any other path."""
+    path = query.get("path")
+    if path is not None:
+        parts = path.split("/")
+        return (parts[0], parts[1]) if len(parts) == 4 and all(parts) else (None, None)
+    tenant = query.get("tenant")
+    return (tenant, query.get("namespace") or None) if tenant else (None, None)
