@@ -64,8 +64,8 @@ def create_driver(
 
         return ProcessRuntime(settings_from_factory(factory, state_dir))
     if name == "kubernetes":
-        from fnworker.runtimes.kubernetes.driver import from_worker_config
         from fnworker.runtimes.kubernetes.errors import ManifestError
+        from fnworker.runtimes.kubernetes.factory import from_worker_config
 
         whole = config or WorkerConfig(function_runtime_factory_configs=factory)
         try:

@@ -71,3 +71,17 @@ def test_function_lifecycle_on_kubernetes(
     wait_for(lambda: stateful_set(api) is None, timeout=60)
     wait_for(lambda: api.names("services", "functions") == [], timeout=10)
     assert api.names("pods", "functions") == []
+
+
+def test_unknown_custom_runtime_options_are_refused_at_submission(
+    kubernetes_worker: StandaloneWorker,
+    threaded_kubernetes_api: KubernetesApi,  # noqa: F811
+) -> None:
+    base = str(kubernetes_worker.admin_url)
+    options = '{"jobNamespace": "functions", "extraLabels": {"a": "b"}, "bogusKey": 1}'
+    reply = register(base, "badopts", customRuntimeOptions=options)
+    assert reply.status == 400
+    assert "customRuntimeOptions" in reply.reason and "bogusKey" in reply.reason, reply.reason
+    assert "\n" not in reply.reason
+    assert call(base, "GET", f"{BASE}/badopts").status == 404, "nothing is stored"
+    assert threaded_kubernetes_api.count("create", "statefulsets") == 0

@@ -51,7 +51,7 @@ from fnworker.runtimes.kubernetes.api_calls import (
     RetryPolicy,
     TokenBucket,
 )
-from fnworker.runtimes.kubernetes.customizer import ManifestCustomizer, load_customizer
+from fnworker.runtimes.kubernetes.customizer import ManifestCustomizer
 from fnworker.runtimes.kubernetes.errors import ManifestError
 from fnworker.runtimes.kubernetes.function_jobs import FunctionJob, PendingDelete, instance_status
 from fnworker.runtimes.kubernetes.job_objects import OWNER_ANNOTATION, JobObjects, with_owner
@@ -64,13 +64,12 @@ from fnworker.runtimes.kubernetes.pod_readings import (
 )
 from fnworker.runtimes.kubernetes.pod_watch import PodState, PodWatches
 from fnworker.runtimes.kubernetes.secrets import check_secrets
-from fnworker.runtimes.kubernetes.settings import KubernetesSettings, settings_from_worker
+from fnworker.runtimes.kubernetes.settings import KubernetesSettings
 from fnworker.scheduler.model.clock import SYSTEM_CLOCK, Clock
 from fnworker.scheduler.model.instances import InstanceMetrics, InstanceSpec
-from fnworker.scheduler.model.records import InstanceId, InstanceStatusData
-from fnworker.scheduler.settings.worker_config import WorkerConfig, runtime_factory_config
+from fnworker.scheduler.model.records import FunctionRecord, InstanceId, InstanceStatusData
 
-__all__ = ["OWNER_ANNOTATION", "KubernetesRuntime", "from_worker_config"]
+__all__ = ["OWNER_ANNOTATION", "KubernetesRuntime"]
 
 log = structlog.get_logger("fnworker.runtime.kubernetes")
 
@@ -208,6 +207,15 @@ class KubernetesRuntime:
                 self._report(job.error, instance=instance)
                 return
         job.restarts[index] = job.restarts.get(index, 0) + 1
+
+    def admission_problem(self, function: FunctionRecord) -> str | None:
+        """Pulsar's doAdmissionChecks at submission: one sentence when the function's
+        objects cannot be rendered (customRuntimeOptions, names), else None."""
+        try:
+            render(function, self.settings, self.customizer)
+        except ManifestError as error:
+            return str(error)
+        return None
 
     def status(self, instance: InstanceId) -> InstanceStatusData | None:
         """The instance's status from the pod watch, or None if not held."""
@@ -384,20 +392,3 @@ class KubernetesRuntime:
 
 def _fqfn_of(instance: InstanceId) -> str:
     return str(instance).rsplit(":", 1)[0]
-
-
-def from_worker_config(config: WorkerConfig, *, worker_id: str = "") -> KubernetesRuntime:
-    """The driver for a worker config (settings, customizer, k8Uri, rate limit)."""
-    factory = runtime_factory_config(config)
-    return KubernetesRuntime(
-        settings_from_worker(config),
-        k8_uri=factory.k8_uri,
-        customizer=load_customizer(
-            config.runtime_customizer_class_name, config.runtime_customizer_config
-        ),
-        requests_per_second=factory.k8_requests_per_second,
-        burst=factory.k8_request_burst,
-        worker_id=worker_id,
-        collect_interval_seconds=float(factory.expected_metrics_collection_interval),
-        in_cluster_only=factory.submitting_inside_pod and not factory.k8_uri,
-    )

@@ -62,6 +62,8 @@ class FunctionWrites:
         self.fleet = fleet
         self.admission = admission
         self.limits = admission.limits
+        self.runtime_check: Callable[[FunctionRecord], str | None] | None = None
+        """The runtime's admission check (Kubernetes: the objects must render)."""
         self.on_deleted: Callable[[FunctionRecord], Awaitable[None]] | None = None
         """Called after a delete is stored (the state service clears the state)."""
 
@@ -83,6 +85,7 @@ class FunctionWrites:
             tenant, namespace, name, config, package_name(source, config), self.limits
         )
         self.check_fleet_room(validated, fqfn)
+        self.check_runtime(FunctionRecord(fqfn=fqfn, version=1, config=validated))
         package = await self.packages.store_package(fqfn, 1, source, validated)
         if package is None:
             raise bad_request("a package is required: send a 'data' file part or a 'url' part")
@@ -131,6 +134,7 @@ class FunctionWrites:
             raise bad_request("Update contains no change")
         self.check_fleet_room(validated, existing.fqfn)
         version = existing.version + 1
+        self.check_runtime(msgspec.structs.replace(existing, version=version, config=validated))
         package = await self.packages.store_package(existing.fqfn, version, source, validated)
         if package is None and existing.package is not None:
             await self.packages.check_kept(existing, validated.class_name)
@@ -161,6 +165,12 @@ class FunctionWrites:
             await self.credentials.forget(record)
             raise
         return record
+
+    def check_runtime(self, record: FunctionRecord) -> None:
+        """400 with the runtime's sentence when it could not run ``record``."""
+        problem = self.runtime_check(record) if self.runtime_check is not None else None
+        if problem is not None:
+            raise bad_request(problem)
 
     def check_fleet_room(self, config: FunctionConfig, fqfn: Fqfn) -> None:
         """400 when the function's parallelism would take the fleet past maxFleetInstances

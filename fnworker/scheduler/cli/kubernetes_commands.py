@@ -9,6 +9,7 @@ placeholder ``REDACTED`` (base64) in place of the submitter's token.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import yaml
 
 from fnworker.runtimes.kubernetes.customizer import load_customizer
 from fnworker.runtimes.kubernetes.errors import ManifestError
+from fnworker.runtimes.kubernetes.factory import kubernetes_warnings
 from fnworker.runtimes.kubernetes.manifests import AuthMaterial, render
 from fnworker.runtimes.kubernetes.secrets import check_secrets
 from fnworker.runtimes.kubernetes.settings import settings_from_worker
@@ -70,6 +72,8 @@ def render_yaml(record: FunctionRecord, config: WorkerConfig) -> str:
         config.runtime_customizer_class_name, config.runtime_customizer_config
     )
     job = render(record, settings, customizer, placeholder_auth(config))
+    for warning in kubernetes_warnings(config, settings):  # the worker's, once rendered
+        print(f"warning: {warning}", file=sys.stderr)
     return str(yaml.safe_dump_all(job.objects(), sort_keys=False)).rstrip("\n")
 
 
