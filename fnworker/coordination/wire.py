@@ -9,7 +9,8 @@ Topics of one cluster, all under ``persistent://{pulsarFunctionsNamespace}/``:
 - ``{functionMetadataTopicName}``: ``FunctionWrite`` (versioned function records).
 - ``{functionAssignmentTopicName}-{worker}``: ``TermStart``, ``Assign``,
   ``Unassign`` and ``Snapshot`` for one worker only.
-- ``{functionMetadataTopicName}-packages``: ``PackageChunk`` (function code).
+- ``{functionMetadataTopicName}-packages``: ``PackageChunk`` (function code, uploads).
+- ``{functionMetadataTopicName}-uploads``: ``UploadRecord`` (coordination/uploads.py).
 """
 
 from __future__ import annotations
