@@ -60,6 +60,13 @@ checks.positive_data_acceptance.expected-statuses = ["200", "400", "404", "409"]
 [[operations]]
 include-path-regex = "^/admin/v3/functions/upload$"
 checks.negative_data_rejection.expected-statuses = ["200", "400", "401", "403", "413"]
+
+# /download takes either path or tenant, namespace and function: every query parameter
+# is optional in the document (OpenAPI cannot say "one of two groups"), so a request
+# with neither group, or a path that is not valid, is refused with 400.
+[[operations]]
+include-path-regex = "^/admin/v3/functions/download$"
+checks.positive_data_acceptance.expected-statuses = ["200", "400", "404"]
 """
 SERVER_ERRORS = ("request failed", "Error handling request", "Unhandled exception", "Traceback")
 
