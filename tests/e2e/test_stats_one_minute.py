@@ -43,7 +43,15 @@ def worker(
     """A standalone worker on the runtime the test is parametrized with."""
     state: Path = tmp_path_factory.mktemp(f"stats-{request.param}")
     config = state / "worker.yml"
-    config.write_text(yaml.safe_dump({"functionRuntimeFactoryClassName": RUNTIMES[request.param]}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "functionRuntimeFactoryClassName": RUNTIMES[request.param],
+                # The process runtime's instance logs: under the test's folder, not the repo.
+                "functionRuntimeFactoryConfigs": {"logDirectory": str(state / "logs")},
+            }
+        )
+    )
     running = launch(state / "state", "--config", str(config))
     try:
         wait_ready(running)
