@@ -66,6 +66,18 @@ def test_the_function_form_answers_the_package_through_any_worker(fleet: Fleet) 
     workers = [fleet.start("w1"), fleet.start("w2")]
     eventually(lambda: leader_seen_by_all(workers), timeout=60, what="one leader")
     register(workers[0], "packaged")
+    # F/download, as Kubernetes pods fetch their package, from any worker (first: before
+    # the query form below has made the worker keep a copy).
+    for worker in workers:
+        direct = eventually(
+            lambda w=worker: (
+                (r := w.get("/admin/v3/functions/public/default/packaged/download")).status == 200
+                and r
+            ),
+            timeout=30,
+            what=f"{worker.name} serves F/download",
+        )
+        assert direct.body == EXAMPLE.read_bytes(), worker.name
     query = "tenant=public&namespace=default&function=packaged"
     for worker in workers:
         reply = eventually(

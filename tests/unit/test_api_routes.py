@@ -155,6 +155,9 @@ class FakeAdmin:
     def package_path(self, tenant: str, namespace: str, name: str) -> tuple[Path, str]:
         raise NotImplementedError  # replaced per test through tmp_path
 
+    async def package_file(self, tenant: str, namespace: str, name: str) -> tuple[Path, str]:
+        return self.package_path(tenant, namespace, name)
+
     async def get_state(self, tenant: str, namespace: str, name: str, key: str) -> Any:
         self.get_function(tenant, namespace, name)
         self.calls.append(("get_state", key))

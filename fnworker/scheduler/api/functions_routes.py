@@ -193,8 +193,9 @@ async def trigger_function(request: web.Request) -> web.Response:
 
 
 async def download_function(request: web.Request) -> web.StreamResponse:
-    """The function's package file, as uploaded."""
-    path, file_name = request.app[ADMIN].package_path(*function_names(request))
+    """The function's package file, as uploaded (fetched from the broker first when this
+    worker holds no copy: a Kubernetes pod may ask any worker of the fleet)."""
+    path, file_name = await request.app[ADMIN].package_file(*function_names(request))
     disposition = f'attachment; filename="{file_name}"'
     return web.FileResponse(
         path, headers={hdrs.CONTENT_DISPOSITION: disposition, hdrs.CONTENT_TYPE: BINARY}
