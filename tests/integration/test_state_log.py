@@ -24,6 +24,7 @@ from fnworker.scheduler.model.function_state import (
     state_topic,
 )
 from fnworker.scheduler.model.instances import StateSettings
+from tests.integration.conftest import wait_until
 
 
 @pytest.fixture
@@ -56,15 +57,6 @@ def unique_topic() -> str:
     return state_topic("public/functions", f"public/default/state-{uuid.uuid4().hex[:8]}")
 
 
-def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
-
-
 def test_increments_from_two_processes_add_up_and_each_reads_its_own_writes(
     clients: Callable[[], pulsar.Client],
 ) -> None:
@@ -84,9 +76,9 @@ def test_increments_from_two_processes_add_up_and_each_reads_its_own_writes(
         assert first.get_counter("mine") == 5
         for thread in threads:
             thread.join()
-        assert eventually(lambda: first.get_counter("words") == 400), first.get_counter("words")
-        assert eventually(lambda: second.get_counter("words") == 400), second.get_counter("words")
-        assert eventually(lambda: second.get_counter("mine") == 5)
+        assert wait_until(lambda: first.get_counter("words") == 400), first.get_counter("words")
+        assert wait_until(lambda: second.get_counter("words") == 400), second.get_counter("words")
+        assert wait_until(lambda: second.get_counter("mine") == 5)
     finally:
         first.close()
         second.close()

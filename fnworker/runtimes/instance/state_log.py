@@ -24,6 +24,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import pulsar
 import structlog
 
@@ -147,7 +148,7 @@ class FunctionStateLog:
     def _write(self, record: StateRecord, *, new_key: bool) -> None:
         """Store one record (blocking until the broker has it) and keep it pending."""
         self._ensure_open()
-        record = _with_incarnation(record, self.incarnation)
+        record = msgspec.structs.replace(record, incarnation=self.incarnation)
         if new_key and len(self._table.entries) >= MAX_KEYS:
             raise StateError(
                 f"state key '{record.key}' would be key {MAX_KEYS + 1} of {self.topic}; "
@@ -258,15 +259,3 @@ class FunctionStateLog:
             ignored = self._table.apply(record)
         if ignored:
             log.warning("skipped a state record", topic=self.topic, key=record.key, why=ignored)
-
-
-def _with_incarnation(record: StateRecord, incarnation: int) -> StateRecord:
-    """``record`` marked as written by this incarnation of the function."""
-    return StateRecord(
-        op=record.op,
-        key=record.key,
-        amount=record.amount,
-        value=record.value,
-        text=record.text,
-        incarnation=incarnation,
-    )
