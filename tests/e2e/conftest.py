@@ -129,6 +129,34 @@ def launch(
     return StandaloneWorker(process, f"http://127.0.0.1:{port}", state_dir, log_path)
 
 
+KUBERNETES_FACTORY = "org.apache.pulsar.functions.runtime.kubernetes.KubernetesRuntimeFactory"
+
+
+def kubernetes_worker(api_url: str, state: Path, **factory: object) -> Iterator[StandaloneWorker]:
+    """A ready standalone worker (embedded broker) whose runtime is Kubernetes at
+    ``api_url`` (the in-test API server), stopped when the generator closes;
+    ``factory``: more functionRuntimeFactoryConfigs keys (jobNamespace defaults to
+    ``functions``)."""
+    import yaml
+
+    config = state / "worker.yml"
+    configs = {"k8Uri": api_url, "jobNamespace": "functions", **factory}
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "functionRuntimeFactoryClassName": KUBERNETES_FACTORY,
+                "functionRuntimeFactoryConfigs": configs,
+            }
+        )
+    )
+    running = launch(state / "state", "--config", str(config))
+    try:
+        wait_ready(running)
+        yield running
+    finally:
+        stop(running)
+
+
 @pytest.fixture(scope="module")
 def standalone_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandaloneWorker]:
     """One standalone worker shared by the tests of a module."""

@@ -12,11 +12,10 @@ from typing import Any
 
 import pulsar
 import pytest
-import yaml
 
 from fnworker.coordination.embedded_broker import pid_alive
 from tests.conftest import quiet_client
-from tests.e2e.conftest import StandaloneWorker, launch, stop, wait_ready
+from tests.e2e.conftest import StandaloneWorker, kubernetes_worker
 from tests.e2e.helpers import BASE, call, register, running_count, wait_for
 from tests.e2e.pipe import Pipe
 from tests.harness.kubernetes_kubelet import Kubelet, threaded_cluster
@@ -41,25 +40,9 @@ def worker(
     cluster: Kubelet, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[StandaloneWorker]:
     """A standalone worker (embedded broker) whose runtime is the fake Kubernetes."""
-    state = tmp_path_factory.mktemp("k8s-worker")
-    config = state / "worker.yml"
-    factory = {"k8Uri": cluster.api.url, "jobNamespace": NS}
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "functionRuntimeFactoryClassName": (
-                    "org.apache.pulsar.functions.runtime.kubernetes.KubernetesRuntimeFactory"
-                ),
-                "functionRuntimeFactoryConfigs": factory,
-            }
-        )
+    yield from kubernetes_worker(
+        cluster.api.url, tmp_path_factory.mktemp("k8s-worker"), jobNamespace=NS
     )
-    running = launch(state / "state", "--config", str(config))
-    try:
-        wait_ready(running)
-        yield running
-    finally:
-        stop(running)
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,10 @@ import pytest
 import yaml
 
 from tests.conftest import quiet_client
-from tests.e2e.conftest import StandaloneWorker, launch, stop, wait_ready
+from tests.e2e.conftest import StandaloneWorker, kubernetes_worker, launch, stop, wait_ready
 from tests.e2e.helpers import BASE, call, register, running_count, wait_for
 from tests.e2e.pipe import Pipe
-from tests.harness.kubernetes_kubelet import Kubelet, threaded_cluster
+from tests.harness.kubernetes_kubelet import threaded_cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -70,28 +70,7 @@ def client(worker: StandaloneWorker) -> Iterator[pulsar.Client]:
 def pods_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandaloneWorker]:
     """A standalone worker whose runtime is the in-test Kubernetes (pods run pod_main)."""
     with threaded_cluster(tmp_path_factory.mktemp("stats-kubelet")) as cluster:
-        yield from kubernetes_worker(cluster, tmp_path_factory.mktemp("stats-k8s"))
-
-
-def kubernetes_worker(cluster: Kubelet, state: Path) -> Iterator[StandaloneWorker]:
-    factory = {"k8Uri": cluster.api.url, "jobNamespace": "functions"}
-    config = state / "worker.yml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "functionRuntimeFactoryClassName": (
-                    "org.apache.pulsar.functions.runtime.kubernetes.KubernetesRuntimeFactory"
-                ),
-                "functionRuntimeFactoryConfigs": factory,
-            }
-        )
-    )
-    running = launch(state / "state", "--config", str(config))
-    try:
-        wait_ready(running)
-        yield running
-    finally:
-        stop(running)
+        yield from kubernetes_worker(cluster.api.url, tmp_path_factory.mktemp("stats-k8s"))
 
 
 def stats(base: str, path: str = "stats") -> Any:
