@@ -7,13 +7,22 @@ Secrets through a lookup it is given, starts nothing.
 - **Command**: ``command`` + ``args`` (``python``/``python3`` → ``sys.executable``),
   ``$(VAR)`` expanded from the container's env (``$$`` escapes, an unknown reference
   stays as written).
+- **Images**: a container whose ``image`` is in the kubelet's ``images`` (an ``Image``: a
+  directory built the way the Dockerfile builds it, tests/harness/dockerfile_image.py)
+  runs from it: its command word is looked up on the image's ``PATH`` (``python`` is the
+  image's interpreter; an absolute one is taken under the image's root), the env starts
+  from the image's env instead of this process's, the cwd is the image's WORKDIR, and the
+  repo is **not** put on ``PYTHONPATH`` (the pod uses the package installed in the image).
+  Absolute paths in ``args``/``env`` other than mountPaths stay as written. Any other
+  image runs with this process's interpreter and the repo on ``PYTHONPATH``.
 - **Env**: the "image's" env (``PATH``, ``HOME``, ``LANG``, ``LC_*``, ``TZ`` of this
-  process; nothing else of it) plus ``HOSTNAME``, ``KUBERNETES_SERVICE_HOST``/``PORT``,
-  ``PYTHONUNBUFFERED=1`` and ``TMPDIR``, then the container's ``env``: ``value``
+  process, nothing else of it; for an image of ``images``, that image's env) plus
+  ``HOSTNAME``, ``KUBERNETES_SERVICE_HOST``/``PORT``, ``PYTHONUNBUFFERED=1`` and
+  ``TMPDIR``, then the container's ``env``: ``value``
   (expanded from the variables before it), ``valueFrom.fieldRef`` ``metadata.name``,
   ``metadata.namespace``, ``status.podIP``, ``valueFrom.secretKeyRef`` (``data``
   base64-decoded, ``stringData`` as is, ``optional`` honoured). The repo root is
-  appended to ``PYTHONPATH``.
+  appended to ``PYTHONPATH`` (not for an image of ``images``).
 - **Volumes**: a ``secret`` volume's keys are written as files (``defaultMode``,
   ``items``) to ``<pod dir>/volumes/<name>``, an ``emptyDir`` is an empty directory
   there; a ``volumeMount`` (with ``subPath``) rewrites every occurrence of its
@@ -30,6 +39,7 @@ import binascii
 import dataclasses
 import os
 import re
+import shutil
 import sys
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
@@ -42,6 +52,16 @@ FIELD_PATHS = ("metadata.name", "metadata.namespace", "status.podIP")
 
 SecretLookup = Callable[[str, str], dict[str, Any] | None]
 """(namespace, name) → the stored Secret, or None."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Image:
+    """An image the kubelet can run: ``root`` holds its files, ``env`` is its ENV (paths
+    already under ``root``; ``PATH`` finds its ``python``), ``workdir`` its WORKDIR there."""
+
+    root: Path
+    env: Mapping[str, str]
+    workdir: Path
 
 
 class PodConfigError(Exception):
@@ -78,6 +98,12 @@ class PodSite:
     directory: Path
     api_url: str
     secrets: SecretLookup
+    images: Mapping[str, Image] = dataclasses.field(default_factory=dict)
+
+    @property
+    def image(self) -> Image | None:
+        """The container's image when the kubelet has it (else: this process's Python)."""
+        return self.images.get(str(self.container.get("image", "")))
 
     @property
     def namespace(self) -> str:
@@ -128,13 +154,35 @@ def substitute_mounts(text: str, mounts: Mapping[str, str]) -> str:
 
 
 def command_argv(
-    words: Iterable[str], env: Mapping[str, str], mounts: Mapping[str, str]
+    words: Iterable[str],
+    env: Mapping[str, str],
+    mounts: Mapping[str, str],
+    image: Image | None = None,
 ) -> list[str]:
-    """A command as run: expanded, mountPaths rewritten, ``python`` → this interpreter."""
+    """A command as run: expanded, mountPaths rewritten, ``python`` → this interpreter
+    (with an ``image``: the program as the image's PATH finds it)."""
     argv = [substitute_mounts(expand(word, env), mounts) for word in words]
-    if argv and argv[0] in ("python", "python3"):
+    if argv and image is not None:
+        argv[0] = image_program(image, argv[0])
+    elif argv and argv[0] in ("python", "python3"):
         argv[0] = sys.executable
     return argv
+
+
+def image_program(image: Image, program: str) -> str:
+    """A container's program in ``image``: under its root if absolute, else on its PATH."""
+    if program.startswith("/"):
+        local = image.root / program.lstrip("/")
+        found = str(local) if os.access(local, os.X_OK) else None
+    else:
+        found = shutil.which(program, path=image.env.get("PATH", ""))
+    if found is None:
+        raise PodConfigError(
+            "RunContainerError",
+            f'exec: "{program}": executable file not found in $PATH of the image '
+            f"({image.env.get('PATH', '')})",
+        )
+    return found
 
 
 def decoded_secret(secret: Mapping[str, Any]) -> dict[str, bytes]:
@@ -161,7 +209,7 @@ def launch_of(site: PodSite) -> Launch:
     env = container_env(site, mounts)
     words = [*container["command"], *(container.get("args") or [])]
     return Launch(
-        argv=command_argv(words, env, mounts),
+        argv=command_argv(words, env, mounts, site.image),
         env=full_env(site, env),
         cwd=workdir(site),
         mounts=mounts,
@@ -298,15 +346,22 @@ def write_secret_files(site: PodSite, volume: str, source: dict[str, Any], targe
 
 
 def workdir(site: PodSite) -> Path:
-    """The pod's own directory (its cwd) with its TMPDIR inside."""
+    """The cwd: the image's WORKDIR for an image of ``images``, else the pod's own
+    directory; the pod's TMPDIR is made inside the pod's directory."""
     (site.directory / "tmp").mkdir(parents=True, exist_ok=True)
-    return site.directory
+    image = site.image
+    return image.workdir if image is not None else site.directory
 
 
 def full_env(site: PodSite, container_env: Mapping[str, str]) -> dict[str, str]:
-    """The image's env, what Kubernetes adds, the container's env, and PYTHONPATH."""
+    """The image's env, what Kubernetes adds, the container's env, and PYTHONPATH (the
+    repo appended, unless the pod runs an image of ``images``)."""
     server = urllib.parse.urlsplit(site.api_url)
-    env = {key: os.environ[key] for key in IMAGE_ENV if key in os.environ}
+    image = site.image
+    if image is not None:
+        env = dict(image.env)
+    else:
+        env = {key: os.environ[key] for key in IMAGE_ENV if key in os.environ}
     env.update(
         HOSTNAME=site.name,
         KUBERNETES_SERVICE_HOST=server.hostname or "127.0.0.1",
@@ -315,5 +370,6 @@ def full_env(site: PodSite, container_env: Mapping[str, str]) -> dict[str, str]:
         TMPDIR=str(site.directory / "tmp"),
     )
     env.update(container_env)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), str(REPO)]))
+    if image is None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), str(REPO)]))
     return env

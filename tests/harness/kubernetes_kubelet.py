@@ -17,6 +17,11 @@ What it does, as a kubelet would:
   message saying why, retried with backoff as Kubernetes does (a Secret may come).
   The process runs in its own process group, cwd a per-pod directory, stdout and
   stderr appended to ``log_of(namespace, pod)``.
+- **Images** (``Kubelet(images=...)``, ``threaded_cluster(images=...)``; the ``images``
+  dict may also be filled later, it is read at each start): a pod whose container image
+  is one of them runs from that image's files (its ``python``, env and WORKDIR, no repo on
+  ``PYTHONPATH``; see ``kubelet_pod_spec``); any other image runs with this process's
+  Python and the repo on ``PYTHONPATH``.
 - **Pod IP**: each live pod has its own loopback address ``127.0.X.Y`` (X ≥ 1), in
   ``status.podIP`` and fieldRef ``status.podIP``, from a random starting point so
   concurrent test processes do not collide.
@@ -56,13 +61,13 @@ import signal
 import subprocess
 import time
 import traceback
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.harness.kubelet_pod_spec import Launch, PodConfigError, PodSite, launch_of
+from tests.harness.kubelet_pod_spec import Image, Launch, PodConfigError, PodSite, launch_of
 from tests.harness.kubelet_probes import Probe, readiness_probe, watch_readiness
 from tests.harness.kubernetes_api import KubernetesApi, ThreadedKubernetesApi
 
@@ -177,9 +182,16 @@ def signal_group(pid: int, sig: signal.Signals) -> None:
 class Kubelet:
     """Runs the pods of one KubernetesApi as local processes (see the module docstring)."""
 
-    def __init__(self, root: Path, probe_period_cap: float | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        probe_period_cap: float | None = None,
+        images: Mapping[str, Image] | None = None,
+    ) -> None:
         self.root = root
         self.probe_period_cap = probe_period_cap  # read at each start; tests may set it
+        self.images: dict[str, Image] = dict(images or {})
+        """Image name → the image's files (read at each start; tests may add to it)."""
         self._api: KubernetesApi | None = None
         self.runs: dict[str, PodRun] = {}
         self.current: dict[tuple[str, str], PodRun] = {}
@@ -439,8 +451,9 @@ class Kubelet:
         """What to start and its readiness probe; PodConfigError if it cannot start."""
         secrets = functools.partial(self.api.get, "secrets")
         site = PodSite(
-            pod=run.pod, ip=run.ip, directory=run.directory, api_url=self.api.url, secrets=secrets
-        )
+            pod=run.pod, ip=run.ip, directory=run.directory, api_url=self.api.url,
+            secrets=secrets, images=dict(self.images),
+        )  # fmt: skip
         launch = launch_of(site)
         return launch, readiness_probe(run.container, run.ip, launch, self.probe_period_cap)
 
@@ -475,10 +488,15 @@ async def kubelet(kubernetes_api: KubernetesApi, tmp_path: Path) -> AsyncIterato
 
 
 @contextlib.contextmanager
-def threaded_cluster(root: Path, probe_period_cap: float | None = None) -> Iterator[Kubelet]:
-    """A fake API server on its own thread with a kubelet; every process stopped after."""
+def threaded_cluster(
+    root: Path,
+    probe_period_cap: float | None = None,
+    images: Mapping[str, Image] | None = None,
+) -> Iterator[Kubelet]:
+    """A fake API server on its own thread with a kubelet (running ``images``, if any);
+    every process stopped after."""
     server = ThreadedKubernetesApi()
-    running = Kubelet(root, probe_period_cap)
+    running = Kubelet(root, probe_period_cap, images)
 
     async def attach() -> None:
         running.attach(server.api)

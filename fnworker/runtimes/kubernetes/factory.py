@@ -50,7 +50,8 @@ def kubernetes_warnings(config: WorkerConfig, settings: KubernetesSettings) -> l
             warnings.append(
                 f"functionRuntimeFactoryConfigs image {image} is Pulsar's own image, which "
                 "does not contain fnworker: function pods would crash; build fnworker's image "
-                "(Dockerfile, docs/kubernetes-runtime.md) and set pulsarDockerImageName to it"
+                "(the repo's Dockerfile; docs/kubernetes-runtime.md, section The image) and "
+                "set pulsarDockerImageName to it"
             )
     host = settings.pulsar_admin_url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
     if host in LOOPBACK_HOSTS:

@@ -11,6 +11,7 @@ from fnworker.runtimes.kubernetes import names
 from fnworker.runtimes.kubernetes.errors import ManifestError
 from fnworker.runtimes.kubernetes.secrets import selects_kubernetes_secrets
 from fnworker.scheduler.settings.worker_config import (
+    DEFAULT_FUNCTION_IMAGE,
     RuntimeFactoryConfig,
     WorkerConfig,
     broker_client_settings,
@@ -24,7 +25,7 @@ class KubernetesSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     job_namespace: str = "default"
     job_name: str | None = None
-    pulsar_docker_image_name: str = "apachepulsar/pulsar"
+    pulsar_docker_image_name: str = DEFAULT_FUNCTION_IMAGE
     function_docker_images: dict[str, str] = {}
     image_pull_policy: str = "IfNotPresent"
     custom_labels: dict[str, str] = {}

@@ -30,6 +30,8 @@ PROCESS_RUNTIME_CLASS: Final = "org.apache.pulsar.functions.runtime.process.Proc
 KUBERNETES_RUNTIME_CLASS: Final = (
     "org.apache.pulsar.functions.runtime.kubernetes.KubernetesRuntimeFactory"
 )
+DEFAULT_FUNCTION_IMAGE: Final = "fnworker/fnworker:0.1.0"
+"""The image the repo's Dockerfile builds, tagged with the package version."""
 ROUND_ROBIN_SCHEDULER_CLASS: Final = (
     "org.apache.pulsar.functions.worker.scheduler.RoundRobinScheduler"
 )
@@ -130,7 +132,7 @@ class RuntimeFactoryConfig(msgspec.Struct, frozen=True, kw_only=True, rename="ca
     k8_uri: str | None = msgspec.field(default=None, name="k8Uri")
     job_namespace: str = "default"
     job_name: str | None = None
-    pulsar_docker_image_name: str = "apachepulsar/pulsar"
+    pulsar_docker_image_name: str = DEFAULT_FUNCTION_IMAGE
     function_docker_images: dict[str, str] = msgspec.field(default_factory=dict)
     image_pull_policy: ImagePullPolicy = "IfNotPresent"
     pulsar_root_dir: str = "/pulsar"
