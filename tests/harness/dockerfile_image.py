@@ -383,13 +383,15 @@ def copy(build: _Build, one: Instruction) -> None:
         if not let_in(source, build.allowed):
             raise UnsupportedDockerfile(f"line {one.line}: .dockerignore leaves out {source}")
         origin = build.context / source
-        path = str(PurePosixPath(target, PurePosixPath(source).name)) if into_directory else target
-        local = made(build, path)
-        local.parent.mkdir(parents=True, exist_ok=True)
-        if origin.is_dir():
+        if origin.is_dir():  # as Docker: the directory's contents, not the directory
+            local = made(build, target)
             ignore = shutil.ignore_patterns(*build.excluded)
             shutil.copytree(origin, local, ignore=ignore, dirs_exist_ok=True)
-        elif not any(fnmatch.fnmatch(origin.name, name) for name in build.excluded):
+            continue
+        name = PurePosixPath(source).name
+        local = made(build, str(PurePosixPath(target, name)) if into_directory else target)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        if not any(fnmatch.fnmatch(name, pattern) for pattern in build.excluded):
             shutil.copy2(origin, local)
 
 
