@@ -116,7 +116,17 @@ def proc_environ(pid: int) -> dict[str, str]:
     return dict(pair.split("=", 1) for pair in pairs if "=" in pair)
 
 
-def test_the_image_holds_the_worker_and_the_pod_entry_point(image: BuiltImage) -> None:
+def test_the_image_runs_a_worker_and_a_function_pod_that_processes_messages(
+    image: BuiltImage, cluster: Kubelet, worker: StandaloneWorker, show_logs: None
+) -> None:
+    """One scenario, so pytest-xdist never builds the image twice for one module."""
+    check_contents(image)
+    check_pod_processes_messages(image, cluster, worker)
+    check_healthcheck(image, worker)
+
+
+def check_contents(image: BuiltImage) -> None:
+    """The venv's python and fnworker on PATH, the pod module installed, no sources."""
     venv_bin = image.inside("/opt/fnworker/bin")
     assert image.which("python").parent == venv_bin  # `python` is the venv's
     assert image.which("fnworker").parent == venv_bin
@@ -132,9 +142,11 @@ def test_the_image_holds_the_worker_and_the_pod_entry_point(image: BuiltImage) -
     assert image.user.split(":")[0].isdigit() and image.user.split(":")[0] != "0"
 
 
-def test_a_function_pod_runs_from_the_image_and_processes_messages(
-    image: BuiltImage, cluster: Kubelet, worker: StandaloneWorker, show_logs: None
+def check_pod_processes_messages(
+    image: BuiltImage, cluster: Kubelet, worker: StandaloneWorker
 ) -> None:
+    """The worker runs from the image; its function's pod runs the image's python (no
+    repo on PYTHONPATH) and processes messages."""
     base, name = worker.admin_url, "k8simage"
     assert proc_cmdline(worker.process.pid)[:2] == [
         str(image.which("python")),
@@ -164,9 +176,8 @@ def test_a_function_pod_runs_from_the_image_and_processes_messages(
     wait_for(lambda: not pid_alive(pid), timeout=30, what="the pod's process stopped")
 
 
-def test_the_healthcheck_passes_on_a_ready_worker_only(
-    image: BuiltImage, worker: StandaloneWorker
-) -> None:
+def check_healthcheck(image: BuiltImage, worker: StandaloneWorker) -> None:
+    """The HEALTHCHECK command passes on the ready worker, fails where none listens."""
     assert image.healthcheck is not None
     port = worker.admin_url.rsplit(":", 1)[1]
     healthy = image_run(image, image.healthcheck.command, FNWORKER_workerPort=port)
