@@ -62,6 +62,7 @@ PositiveInt = Annotated[int, Meta(gt=0)]
 NonNegativeInt = Annotated[int, Meta(ge=0)]
 PositiveFloat = Annotated[float, Meta(gt=0.0)]
 OverCommitRatio = Annotated[float, Meta(ge=1.0)]
+Ratio = Annotated[float, Meta(ge=0.0, le=1.0)]
 ServiceUrl = Annotated[
     str,
     Meta(
@@ -287,6 +288,14 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     state_directory: str = "state"
     coordination_backend: Literal["pulsar", "memory"] = "pulsar"
     pulsar_lite_consumer_id_slots: NonNegativeInt = 0
+    # Automatic rebalancing (docs/coordination.md, "How the fleet rebalances itself").
+    rebalance_on_join_enabled: bool = True
+    rebalance_join_settle_ms: NonNegativeInt = 1000
+    rebalance_min_spread: PositiveInt = 2
+    rebalance_min_imbalance_ratio: Ratio = 0.2
+    rebalance_min_interval_ms: NonNegativeInt = 2000
+    rebalance_max_moves_per_pass: PositiveInt = 100
+    rebalance_move_cooldown_ms: NonNegativeInt = 30_000
     max_package_size_bytes: PositiveInt = 100 * 1024 * 1024
     max_request_body_bytes: PositiveInt = 110 * 1024 * 1024
     # fnworker admission limits (docs/limits.md): a function over one is refused with a 400.
