@@ -37,6 +37,7 @@ import asyncio
 import bisect
 import copy
 import datetime
+import hashlib
 import json
 import socket
 import uuid
@@ -57,6 +58,11 @@ KINDS: dict[str, tuple[str, str, str]] = {
     "pods": ("", "v1", "Pod"),
 }
 USER = "system:serviceaccount:pulsar:func-worker"
+REVISION_LABEL = "controller-revision-hash"
+SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+"""The characters of Kubernetes' generated names and revision hashes (no vowels)."""
+MAX_PASSES = 1000
+"""Controller passes per event before it is called stuck (one pass per pod rolled)."""
 
 
 def status_body(code: int, reason: str, message: str, **details: Any) -> dict[str, Any]:
@@ -127,6 +133,11 @@ class KubernetesApi:
         self.forbidden: set[tuple[str, str]] = set()
         self.faults: list[tuple[str, str, int]] = []
         self.requests: list[tuple[str, str, str, str]] = []
+        self.revisions: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+        """(namespace, set) → revision name → pod template (the ControllerRevisions)."""
+        self.current_revision: dict[tuple[str, str], str] = {}
+        """(namespace, set) → the revision of the last complete rollout."""
+        self._controlling = asyncio.Lock()
         self.url = ""
         self.app = web.Application()
         for prefix in ("/api/{version}", "/apis/{group}/{version}"):
@@ -181,6 +192,9 @@ class KubernetesApi:
             return False
         stored = {**stored, "status": status}
         await self._store("MODIFIED", "pods", namespace, name, stored)
+        owner = name.rsplit("-", 1)[0]
+        if ("statefulsets", namespace, owner) in self.objects:  # its controller may go on
+            await self._controller("statefulsets", namespace, owner)
         return True
 
     # -- handlers ------------------------------------------------------------------
@@ -419,36 +433,89 @@ class KubernetesApi:
             self.changed.notify_all()
 
     async def _controller(self, resource: str, namespace: str, name: str) -> None:
-        """The toy StatefulSet controller: pods follow replicas and the template."""
+        """The toy StatefulSet controller (``stateful_set_control.py``): passes until
+        nothing more can be done now; the next pod status change runs it again."""
         if resource != "statefulsets":
             return
+        async with self._controlling:
+            for _pass in range(MAX_PASSES):
+                if not await self._reconcile(namespace, name):
+                    return
+            raise RuntimeError(f"the StatefulSet controller of {name} does not settle")
+
+    async def _reconcile(self, namespace: str, name: str) -> bool:
+        """One pass: remove pods beyond ``replicas``, create the missing ones, then one
+        step of the update strategy; True when it deleted a pod to update it."""
         stateful_set = self.objects.get(("statefulsets", namespace, name))
         replicas = stateful_set["spec"].get("replicas", 1) if stateful_set else 0
-        prefix = f"{name}-"
-        for _r, ns, pod_name in [key for key in self.objects if key[0] == "pods"]:
-            if ns != namespace or not pod_name.startswith(prefix):
-                continue
-            suffix = pod_name[len(prefix) :]
-            if suffix.isdigit() and int(suffix) >= replicas:
+        for ordinal, pod_name in self._set_pods(namespace, name).items():
+            if ordinal >= replicas:
                 await self._remove("pods", namespace, pod_name)
         if stateful_set is None:
-            return
-        template = stateful_set["spec"]["template"]
+            self.revisions.pop((namespace, name), None)
+            self.current_revision.pop((namespace, name), None)
+            return False
+        spec = stateful_set["spec"]
+        update = self._revision(namespace, name, spec["template"])
+        current = self.current_revision.setdefault((namespace, name), update)
+        strategy = spec.get("updateStrategy") or {"type": "RollingUpdate"}
+        rolling = strategy.get("type", "RollingUpdate") == "RollingUpdate"
+        partition = int((strategy.get("rollingUpdate") or {}).get("partition", 0))
         for ordinal in range(replicas):
             pod_name = f"{name}-{ordinal}"
-            existing = self.objects.get(("pods", namespace, pod_name))
-            if existing is not None:
-                if (
-                    existing["metadata"].get("annotations")
-                    == template["metadata"].get("annotations")
-                    and existing["spec"] == template["spec"]
-                ):
-                    continue
-                await self._remove("pods", namespace, pod_name)
-            await self._store("ADDED", "pods", namespace, pod_name, _pod(pod_name, template))
-        stateful_set = copy.deepcopy(stateful_set)
-        stateful_set["status"] = {"replicas": replicas, "readyReplicas": replicas}
-        self.objects[("statefulsets", namespace, name)] = stateful_set
+            if ("pods", namespace, pod_name) not in self.objects:
+                revision = current if rolling and ordinal < partition else update
+                template = self.revisions[(namespace, name)][revision]
+                pod = _pod(pod_name, ordinal, template, revision)
+                await self._store("ADDED", "pods", namespace, pod_name, pod)
+        pods = [self.objects[("pods", namespace, f"{name}-{i}")] for i in range(replicas)]
+        deleted = []
+        if rolling:
+            deleted = rolling_update_victims(pods, update, partition, strategy, replicas)
+        for pod in deleted:
+            await self._remove("pods", namespace, pod["metadata"]["name"])
+        self._write_set_status(namespace, name, update, replicas)
+        return bool(deleted)
+
+    def _set_pods(self, namespace: str, name: str) -> dict[int, str]:
+        """Ordinal → name of the stored pods ``<name>-<ordinal>`` of one set."""
+        prefix = f"{name}-"
+        found = {}
+        for resource, ns, pod_name in list(self.objects):
+            suffix = pod_name[len(prefix) :]
+            if resource == "pods" and ns == namespace and pod_name.startswith(prefix):
+                if suffix.isdigit():
+                    found[int(suffix)] = pod_name
+        return found
+
+    def _revision(self, namespace: str, name: str, template: dict[str, Any]) -> str:
+        """The revision name ``<set>-<hash of the template>`` (kept, as a ControllerRevision)."""
+        revision = f"{name}-{template_hash(template)}"
+        self.revisions.setdefault((namespace, name), {})[revision] = copy.deepcopy(template)
+        return revision
+
+    def _write_set_status(self, namespace: str, name: str, update: str, replicas: int) -> None:
+        """The set's status; the rollout is complete (currentRevision moves) when every
+        pod is on the update revision and ready."""
+        pods = [self.objects.get(("pods", namespace, f"{name}-{i}")) for i in range(replicas)]
+        live = [pod for pod in pods if pod is not None]
+        ready = sum(1 for pod in live if pod_ready(pod))
+        updated = sum(1 for pod in live if pod_revision(pod) == update)
+        if updated == ready == replicas:
+            self.current_revision[(namespace, name)] = update
+        current = self.current_revision[(namespace, name)]
+        stored = copy.deepcopy(self.objects[("statefulsets", namespace, name)])
+        stored["status"] = {
+            "observedGeneration": stored["metadata"].get("generation", 1),
+            "replicas": len(live),
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+            "currentReplicas": sum(1 for pod in live if pod_revision(pod) == current),
+            "updatedReplicas": updated,
+            "currentRevision": current,
+            "updateRevision": update,
+        }
+        self.objects[("statefulsets", namespace, name)] = stored
 
     # -- answers -------------------------------------------------------------------
 
@@ -474,6 +541,74 @@ class KubernetesApi:
         return web.json_response(status_body(code, reason, message, **details), status=code)
 
 
+def template_hash(template: dict[str, Any]) -> str:
+    """A short, stable hash of a pod template in the alphabet Kubernetes' revision
+    hashes use (``rand.SafeEncodeString``), at most 10 characters."""
+    digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).digest()
+    number = int.from_bytes(digest[:8], "big")
+    chars = []
+    while number and len(chars) < 10:
+        number, index = divmod(number, len(SAFE_ALPHABET))
+        chars.append(SAFE_ALPHABET[index])
+    return "".join(chars) or SAFE_ALPHABET[0]
+
+
+def pod_revision(pod: dict[str, Any]) -> str:
+    """The revision a pod was made from (its controller-revision-hash label)."""
+    return _labels(pod).get(REVISION_LABEL, "")
+
+
+def pod_ready(pod: dict[str, Any]) -> bool:
+    """Running and Ready: the Ready condition when the kubelet wrote one, else every
+    container ready."""
+    status = pod.get("status") or {}
+    if status.get("phase") != "Running":
+        return False
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return bool(condition.get("status") == "True")
+    statuses = status.get("containerStatuses") or []
+    return bool(statuses) and all(one.get("ready") for one in statuses)
+
+
+def max_unavailable(strategy: dict[str, Any], replicas: int) -> int | None:
+    """``rollingUpdate.maxUnavailable`` as a number (a percentage rounds down, at least
+    1); None when unset (Kubernetes' one-at-a-time algorithm)."""
+    value = (strategy.get("rollingUpdate") or {}).get("maxUnavailable")
+    if value is None:
+        return None
+    if isinstance(value, str) and value.endswith("%"):
+        value = replicas * int(value[:-1]) // 100
+    return max(1, int(value))
+
+
+def rolling_update_victims(
+    pods: list[dict[str, Any]],
+    update: str,
+    partition: int,
+    strategy: dict[str, Any],
+    replicas: int,
+) -> list[dict[str, Any]]:
+    """The pods (ordinal order, all present) a RollingUpdate deletes now, as Kubernetes'
+    StatefulSet controller picks them, from the highest ordinal down to ``partition``.
+
+    Without ``maxUnavailable``: the highest pod not on ``update`` is deleted, but the
+    walk stops at an updated pod that is not ready yet (one pod at a time, each waits
+    for its successor to be Running and Ready). With it (the MaxUnavailableStatefulSet
+    gate): as many old pods as ``maxUnavailable`` minus the pods not ready now."""
+    limit = max_unavailable(strategy, replicas)
+    if limit is None:
+        for pod in reversed(pods[partition:]):
+            if pod_revision(pod) != update:
+                return [pod]
+            if not pod_ready(pod):
+                return []
+        return []
+    room = limit - sum(1 for pod in pods if not pod_ready(pod))
+    old = [pod for pod in reversed(pods[partition:]) if pod_revision(pod) != update]
+    return old[: max(0, room)]
+
+
 def _labels(obj: dict[str, Any]) -> dict[str, str]:
     labels: dict[str, str] = obj.get("metadata", {}).get("labels") or {}
     return labels
@@ -483,11 +618,18 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _pod(name: str, template: dict[str, Any]) -> dict[str, Any]:
-    """A running pod made from a StatefulSet's template."""
+def _pod(name: str, ordinal: int, template: dict[str, Any], revision: str) -> dict[str, Any]:
+    """A running pod made from a StatefulSet's template at ``revision``, labelled as
+    the controller labels it."""
     spec = copy.deepcopy(template["spec"])
     metadata = copy.deepcopy(template["metadata"])
     metadata.update(name=name, uid=str(uuid.uuid4()), creationTimestamp=_now())
+    metadata["labels"] = {
+        **metadata.get("labels", {}),
+        REVISION_LABEL: revision,
+        "statefulset.kubernetes.io/pod-name": name,
+        "apps.kubernetes.io/pod-index": str(ordinal),
+    }
     statuses = [
         {
             "name": container["name"],

@@ -65,6 +65,18 @@ def test_stateful_set_has_one_pod_per_instance_started_in_parallel() -> None:
     assert spec["selector"]["matchLabels"] == pod(job)["metadata"]["labels"]
 
 
+def test_stateful_set_rolls_one_pod_at_a_time_on_update() -> None:
+    spec = rendered(function(parallelism=3)).stateful_set["spec"]
+    assert spec["updateStrategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"partition": 0, "maxUnavailable": 1},
+    }
+    assert spec["minReadySeconds"] == 0
+    assert (
+        pod(rendered())["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/health"
+    )
+
+
 def test_service_is_headless_with_the_grpc_port() -> None:
     job = rendered(grpc_port=7000)
     assert job.service["metadata"]["name"] == job.name

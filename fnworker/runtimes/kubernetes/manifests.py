@@ -35,6 +35,15 @@ CLUSTER_LABEL: Final = "fnworker/cluster"
 two clusters sharing a jobNamespace never select each other's pods."""
 
 
+def update_strategy() -> dict[str, Any]:
+    """How a new pod template reaches the pods: one pod at a time, highest ordinal
+    first, the next only once the replaced pod is Ready (its ``/health`` probe), so at
+    least parallelism-1 pods are ready throughout; every ordinal is updated (partition
+    0). ``maxUnavailable: 1`` is Kubernetes' default, explicit for clusters with the
+    MaxUnavailableStatefulSet gate; ``podManagementPolicy: Parallel`` does not change it."""
+    return {"type": "RollingUpdate", "rollingUpdate": {"partition": 0, "maxUnavailable": 1}}
+
+
 @dataclasses.dataclass(frozen=True)
 class AuthMaterial:
     """What a function's pods authenticate with: the token (never printed) and the CA."""
@@ -194,6 +203,8 @@ def stateful_set_manifest(
             "serviceName": job,
             "replicas": function.parallelism(),
             "podManagementPolicy": "Parallel",
+            "updateStrategy": update_strategy(),
+            "minReadySeconds": 0,
             "selector": {"matchLabels": dict(selector)},
             "template": {
                 "metadata": {
