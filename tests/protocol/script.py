@@ -11,12 +11,18 @@ command per line, ``#`` starts a comment. docs/coordination.md lists the command
     partition w1 | w2 w3 / heal     # the left side loses the broker
     delay w2 coordinate / release w2 coordinate   # a reader stalls, then catches up
     drop w1 heartbeats / release w1 heartbeats    # what w1 publishes there is lost
+    rebalance cap=1 interval=2s cooldown=30s settle=1s spread=2 ratio=0.2 periodic=10s on_join=off
+                                    # the leaders' automatic rebalance settings (others
+                                    # keep the shipped defaults; periodic=0s: off)
     mark                            # remember who holds what (for `expect unmoved`)
+                                    # and start counting moves (for `expect moved`)
     expect leader=w1 term=2         # every running worker of east agrees
     expect w3 leader=w1 term=2      # one worker's view
     expect owner f:0=w2 f:1=none    # exactly these running workers hold them
     expect unmoved                  # every instance held at `mark` by a worker still
                                     # running is held by that worker alone
+    expect count w1=2 w2=2 w3=2     # how many instances each running worker holds
+    expect moved join=2 rebalance=0 # moves published since `mark`, by reason
     expect claims w2=0 / expect fences w2=1 / expect quiet
 """
 
@@ -24,6 +30,8 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
+
+import msgspec
 
 from tests.protocol.sim import Sim, instance
 
@@ -54,6 +62,7 @@ class Runner:
     def __init__(self) -> None:
         self.sim = Sim()
         self.marked: dict[str, set[str]] = {}
+        self.moves_at_mark = 0
 
     def run(self, path: Path) -> None:
         """Run every line of ``path``; fail naming the line."""
@@ -104,6 +113,9 @@ class Runner:
             sim.dropped.discard((plain[0], plain[1]))
         elif name == "mark":
             self.marked = {w.name: set(w.state.mine.held) for w in sim.running()}
+            self.moves_at_mark = len(sim.moves)
+        elif name == "rebalance":
+            self.set_policy(named)
         elif name == "expect":
             self.expect(plain, named)
         else:
@@ -132,10 +144,34 @@ class Runner:
                     if worker in sim.workers and not sim.workers[worker].frozen:
                         got = sim.owners(instance_id)
                         assert got == {worker}, f"{instance_id} moved from {worker} to {got}"
+        elif plain == ["count"]:
+            for worker, count in named.items():
+                got = len(sim.workers[worker].state.mine.held)
+                assert got == int(count), f"{worker} holds {got} instances, expected {count}"
+        elif plain == ["moved"]:
+            since = [move.reason for _, move in sim.moves[self.moves_at_mark :]]
+            for reason, count in named.items():
+                got = since.count(reason)  # type: ignore[arg-type]
+                assert got == int(count), f"{got} {reason} moves since mark, expected {count}"
         elif plain == ["quiet"]:
             sim.check_quiet()
         else:
             raise ScenarioFailed(f"unknown expectation {plain} {named}")
+
+    def set_policy(self, named: dict[str, str]) -> None:
+        """Change the automatic rebalance settings named on a ``rebalance`` line."""
+        fields = {
+            "cap": ("max_moves", int),
+            "interval": ("min_interval_s", seconds),
+            "cooldown": ("cooldown_s", seconds),
+            "settle": ("settle_s", seconds),
+            "spread": ("min_spread", int),
+            "ratio": ("min_ratio", float),
+            "periodic": ("check_every_s", seconds),
+            "on_join": ("on_join", lambda text: text == "on"),
+        }
+        changes = {fields[key][0]: fields[key][1](value) for key, value in named.items()}
+        self.sim.policy = msgspec.structs.replace(self.sim.policy, **changes)
 
     def expect_view(self, name: str, named: dict[str, str]) -> None:
         """One worker's view of leader and term."""

@@ -11,8 +11,11 @@ one simulated clock, and the faults a script or Hypothesis can inject.
   meanwhile waits in its producer and is stored when the cut heals, in order.
 - ``delay``: the worker's reader of one topic kind reads nothing until released.
 - ``drop``: what the worker publishes on one topic kind is lost until released.
-- The leader's planning pass is the real ``plan_assignments`` (as worker_loops.lead
-  runs it), run whenever a leader's view of the fleet changed, once quiet.
+- The leader's planning pass is the real ``LeaderPlanner`` (plan, then the automatic
+  rebalance under ``Sim.policy``), as ``worker_loops.leader_pass`` runs it: whenever a
+  leader's view of the fleet changed, once quiet, and when its planner's ``wake_at``
+  comes. Every move is recorded (``Sim.moves``); an automatic move of an instance
+  that its leader moved less than the cooldown ago is a ``SafetyViolation``.
 """
 
 from __future__ import annotations
@@ -42,7 +45,10 @@ from fnworker.coordination.protocol import (
 )
 from fnworker.coordination.protocol.messages import HeartbeatStored, ProtocolRecord
 from fnworker.coordination.wire import Assign, Claim, Heartbeat, Snapshot, Unassign
-from fnworker.scheduler.decide.assignment_plan import plan_assignments
+from fnworker.scheduler.decide.assignment_plan import AssignmentChanges
+from fnworker.scheduler.decide.auto_rebalance import RebalancePolicy
+from fnworker.scheduler.decide.leader_plan import LeaderPlanner
+from fnworker.scheduler.decide.placement import Move
 from fnworker.scheduler.model.records import (
     Fqfn,
     FunctionConfig,
@@ -85,6 +91,9 @@ class SimWorker:
     fences: int = 0
     wants_plan: bool = True
     notes: list[Note] = field(default_factory=list)
+    planner: LeaderPlanner = field(default_factory=LeaderPlanner)
+    moved_at: dict[str, float] = field(default_factory=dict)
+    """Instance -> when this worker, leading, last moved it (forgotten with its office)."""
 
 
 @dataclass
@@ -103,6 +112,10 @@ class Sim:
     held_back: dict[str, list[tuple[str, ProtocolRecord, int]]] = field(default_factory=dict)
     leaders: dict[tuple[str, int], str] = field(default_factory=dict)
     """(cluster, term) -> the one worker that ever led it (safety: at most one)."""
+    policy: RebalancePolicy = field(default_factory=RebalancePolicy)
+    """The automatic rebalance settings of every leader (the shipped defaults)."""
+    moves: list[tuple[float, Move]] = field(default_factory=list)
+    """Every move any leader published, with when."""
 
     # -- topics ----------------------------------------------------------------
 
@@ -283,29 +296,56 @@ class Sim:
         return progressed
 
     def plan_round(self) -> bool:
-        """The planning pass of every leader whose view changed; True if any published."""
+        """The planning pass of every leader whose view changed or whose planner asked
+        to look again by now; True if any published."""
         published = False
         for worker in self.running():
-            if not worker.wants_plan:
+            wake_at = worker.planner.wake_at
+            if not worker.wants_plan and (wake_at is None or wake_at > self.now + 1e-9):
                 continue
             worker.wants_plan = False
             view = membership_of(worker.state)
             if view.leader is None or view.leader.worker_id != worker.name:
+                worker.planner.forget()
+                worker.moved_at.clear()
                 continue
-            changes = plan_assignments(
+            workers = [m.worker_id for m in view.members]
+            planner = worker.planner
+            changes = planner.plan(
                 self.functions.get(worker.cluster, {}),
-                [m.worker_id for m in view.members],
+                workers,
                 table_of(worker.state),
                 view.term,
                 "roundrobin",
+                now=self.now,
             )
-            if not changes.is_empty():
-                publish = Publish(
-                    term=view.term, assigned=changes.assigned, unassigned=changes.unassigned
-                )
-                self.feed(worker, publish)
-                published = True
+            published |= self.publish_changes(worker, view.term, changes)
+            auto = planner.auto_rebalance(
+                workers, table_of(worker.state), view.term, "roundrobin", self.policy, self.now
+            )
+            published |= self.publish_changes(worker, view.term, auto)
         return published
+
+    def publish_changes(self, worker: SimWorker, term: int, changes: AssignmentChanges) -> bool:
+        """Publish one plan's records through the leader's ``step``; record its moves
+        and check the cooldown of automatic ones. True if anything was published."""
+        if changes.is_empty():
+            return False
+        for move in changes.moves:
+            self.moves.append((self.now, move))
+            if move.source is None or move.target is None:
+                continue
+            last = worker.moved_at.get(move.instance)
+            cooling = last is not None and self.now - last < self.policy.cooldown_s - 1e-9
+            if move.reason in ("join", "rebalance") and cooling:
+                raise SafetyViolation(
+                    f"{move.instance} moved again ({move.reason}) {self.now - last:.3f}s "
+                    f"after its last move; cooldown {self.policy.cooldown_s}s"
+                )
+            worker.moved_at[move.instance] = self.now
+        publish = Publish(term=term, assigned=changes.assigned, unassigned=changes.unassigned)
+        self.feed(worker, publish)
+        return True
 
     def advance(self, seconds: float, deliver: bool = True) -> None:
         """Let ``seconds`` pass in small steps: ticks, then (unless told not to)

@@ -34,19 +34,21 @@ from fnworker.scheduler.model.records import (
     instance_id_of,
 )
 
-ChangeReason = Literal["new", "update", "worker_lost", "drain", "rebalance", "removed"]
+ChangeReason = Literal["new", "update", "worker_lost", "drain", "rebalance", "join", "removed"]
 CHANGE_REASONS: tuple[ChangeReason, ...] = (
     "new",
     "update",
     "worker_lost",
     "drain",
     "rebalance",
+    "join",
     "removed",
 )
 """Why an assignment record was written: placed for the first time (``new``), same
 worker with the function's next version (``update``), moved off a worker that left
 or died (``worker_lost``; dropped when no live worker is left) or that an operator
-drains (``drain``), moved to even out the load (``rebalance``), or dropped because
+drains (``drain``), moved to even out the load (``rebalance``: by the operator or the
+periodic check), moved onto a worker that joined (``join``), or dropped because
 the instance is no longer wanted (``removed``: function deleted or parallelism
 lowered)."""
 
@@ -55,6 +57,7 @@ REASON_OF_MOVE: Mapping[Reason, ChangeReason] = {
     "worker-lost": "worker_lost",
     "drain": "drain",
     "rebalance": "rebalance",
+    "join": "join",
     "removed": "removed",
 }
 

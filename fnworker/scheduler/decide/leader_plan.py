@@ -22,6 +22,13 @@ from fnworker.scheduler.decide.assignment_plan import (
     plan_rebalance_records,
     weight_of,
 )
+from fnworker.scheduler.decide.auto_rebalance import (
+    RebalanceMemory,
+    RebalancePolicy,
+    decide_rebalance,
+    note_moves,
+    observe_workers,
+)
 from fnworker.scheduler.decide.placement import (
     STRATEGIES,
     InstanceDemand,
@@ -83,6 +90,10 @@ class LeaderPlanner:
         """The table as this planner's last plan left it."""
         self.full_plans = 0
         """Passes planned from nothing (for tests and the bench)."""
+        self.memory = RebalanceMemory()
+        """What the automatic rebalance remembers (joins, recent moves, last pass)."""
+        self.wake_at: float | None = None
+        """When the automatic rebalance wants the next pass (None: on changes only)."""
 
     def plan(
         self,
@@ -92,9 +103,26 @@ class LeaderPlanner:
         term: int,
         strategy: str,
         drained: Collection[str] = (),
+        now: float | None = None,
     ) -> AssignmentChanges:
         """``plan_assignments(functions, workers, current, term, strategy, drained)``,
-        from the changes since the last pass when the index can be trusted."""
+        from the changes since the last pass when the index can be trusted. With
+        ``now``, the moves are remembered for the automatic rebalance's cooldown."""
+        changes = self.plan_changes(functions, workers, current, term, strategy, drained)
+        if now is not None:
+            self.memory = note_moves(self.memory, changes.moves, now)
+        return changes
+
+    def plan_changes(
+        self,
+        functions: Mapping[Fqfn, FunctionRecord],
+        workers: Sequence[WorkerId],
+        current: Mapping[InstanceId, Assignment],
+        term: int,
+        strategy: str,
+        drained: Collection[str],
+    ) -> AssignmentChanges:
+        """``plan`` without the bookkeeping of when instances moved."""
         if not self.trusted(workers, current, term, strategy):
             return self.plan_from_nothing(functions, workers, current, term, strategy, drained)
         assert self.index is not None
@@ -120,6 +148,32 @@ class LeaderPlanner:
         starts from nothing."""
         self.index = None
         self.functions, self.table = {}, {}
+        self.memory, self.wake_at = RebalanceMemory(), None
+
+    def auto_rebalance(
+        self,
+        workers: Sequence[WorkerId],
+        current: Mapping[InstanceId, Assignment],
+        term: int,
+        strategy: str,
+        policy: RebalancePolicy,
+        now: float,
+    ) -> AssignmentChanges:
+        """The automatic rebalance's moves this pass (``auto_rebalance.decide_rebalance``:
+        onto joined workers, or on the periodic check), applied; sets ``wake_at``. Runs
+        only on a trusted index (right after ``plan``); otherwise asks to look again
+        soon."""
+        if not self.trusted(workers, current, term, strategy):
+            self.wake_at = now + max(policy.settle_s, 0.1)
+            return AssignmentChanges()
+        assert self.index is not None
+        self.memory = observe_workers(policy, self.memory, workers, now)
+        decision = decide_rebalance(policy, self.memory, self.index.members(), now)
+        self.memory, self.wake_at = decision.memory, decision.wake_at
+        if not decision.moves or decision.reason is None:
+            return AssignmentChanges()
+        moves = self.index.relocate(decision.moves, decision.reason)
+        return self.record(moves, FunctionDelta(), term)
 
     def rebalance(
         self,
@@ -127,17 +181,23 @@ class LeaderPlanner:
         current: Mapping[InstanceId, Assignment],
         term: int,
         strategy: str,
+        now: float | None = None,
     ) -> AssignmentChanges:
         """``plan_rebalance_records(current, workers, term, strategy)``: even out the
-        instance counts with the fewest moves."""
+        instance counts with the fewest moves (the operator's rebalance: no hysteresis,
+        cap or cooldown; with ``now`` its moves start their cooldown)."""
         if not self.trusted(workers, current, term, strategy) or set(workers) != set(
             self.index.workers()  # type: ignore[union-attr]
         ):
             self.index = None
-            return plan_rebalance_records(current, workers, term, strategy)
-        assert self.index is not None
-        moves = self.index.rebalance(by_count=True)
-        return self.record(moves, FunctionDelta(), term)
+            changes = plan_rebalance_records(current, workers, term, strategy)
+        else:
+            assert self.index is not None
+            moves = self.index.rebalance(by_count=True)
+            changes = self.record(moves, FunctionDelta(), term)
+        if now is not None:
+            self.memory = note_moves(self.memory, changes.moves, now)
+        return changes
 
     def trusted(
         self,
@@ -223,7 +283,7 @@ class LeaderPlanner:
                 table.pop(instance, None)
                 continue
             version = versions.get(Fqfn(move.instance.rpartition(":")[0]))
-            if version is None or move.reason == "rebalance":
+            if version is None or move.reason in ("rebalance", "join"):
                 version = table[instance].version
             assignment = Assignment(
                 instance=instance, worker=WorkerId(move.target), version=version, term=term

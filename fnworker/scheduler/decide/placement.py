@@ -41,7 +41,7 @@ from fnworker.scheduler.decide.placement_strategies import (
 )
 
 Strategy = Literal["roundrobin", "leastloaded"]
-Reason = Literal["new", "worker-lost", "removed", "rebalance", "drain"]
+Reason = Literal["new", "worker-lost", "removed", "rebalance", "drain", "join"]
 STRATEGIES: tuple[Strategy, ...] = ("roundrobin", "leastloaded")
 
 

@@ -206,6 +206,24 @@ class PlacementIndex:
             self._attach(instance, target)
         return [Move(instance=i, source=s, target=t, reason="rebalance") for i, s, t in triples]
 
+    def relocate(self, triples: Iterable[tuple[str, str, str]], reason: Reason) -> list[Move]:
+        """Apply moves decided elsewhere (``(instance, source, target)``, e.g. an
+        automatic rebalance's) with ``reason``; a triple whose instance is not on its
+        source or whose target is not live is skipped."""
+        moves: list[Move] = []
+        for instance, source, target in triples:
+            if self._assign.get(instance) != source or target not in self._on:
+                continue
+            del self._on[source][instance]
+            self._loads.change(source, -self._step(instance))
+            self._attach(instance, target)
+            moves.append(Move(instance=instance, source=source, target=target, reason=reason))
+        return moves
+
+    def members(self) -> Mapping[str, Collection[str]]:
+        """Each live worker's instances, read-only and live (no copy: O(1))."""
+        return self._on
+
     def assignment_of(self, instance: str) -> str | None:
         """The worker running ``instance``, or None."""
         return self._assign.get(instance)

@@ -290,7 +290,7 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     pulsar_lite_consumer_id_slots: NonNegativeInt = 0
     # Automatic rebalancing (docs/coordination.md, "How the fleet rebalances itself").
     rebalance_on_join_enabled: bool = True
-    rebalance_join_settle_ms: NonNegativeInt = 1000
+    rebalance_join_settle_ms: NonNegativeInt = 2000
     rebalance_min_spread: PositiveInt = 2
     rebalance_min_imbalance_ratio: Ratio = 0.2
     rebalance_min_interval_ms: NonNegativeInt = 2000

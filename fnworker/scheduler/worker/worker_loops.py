@@ -8,7 +8,9 @@ pass always works from the newest state, never from a queue of stale events.
 
 from __future__ import annotations
 
+import math
 import shutil
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from fnworker.runtimes.driver import RuntimeDriver
 from fnworker.scheduler.admin.leader_control import LeaderControl, Wakeup
 from fnworker.scheduler.decide.admission_limits import AdmissionMemo
 from fnworker.scheduler.decide.assignment_plan import REASON_OF_MOVE, AssignmentChanges
+from fnworker.scheduler.decide.auto_rebalance import RebalancePolicy
 from fnworker.scheduler.decide.leader_plan import LeaderPlanner
 from fnworker.scheduler.decide.reconcile import (
     ReplaceInstance,
@@ -112,14 +115,21 @@ async def lead(
     control: LeaderControl | None = None,
     admission: AdmissionMemo | None = None,
     changes: AssignmentChangeCounter | None = None,
+    policy: RebalancePolicy | None = None,
 ) -> None:
     """While this worker leads, re-plan on every change and write what differs.
-    Functions over an admission limit are not placed (nor expanded into instances)."""
+    Functions over an admission limit are not placed (nor expanded into instances).
+    With ``policy``, also pass when the automatic rebalance asks to (its ``wake_at``)."""
     control = control or LeaderControl(wakeup)
     planner = LeaderPlanner()
     while True:
-        await wakeup.wait()
-        await leader_pass(backend, me, strategy, control, planner, admission, changes)
+        wake_at = planner.wake_at if policy is not None else None
+        delay = math.inf if wake_at is None else max(0.0, wake_at - time.monotonic())
+        with anyio.move_on_after(delay):
+            await wakeup.wait()
+        await leader_pass(
+            backend, me, strategy, control, planner, admission, changes, policy, time.monotonic()
+        )
 
 
 async def leader_pass(
@@ -130,10 +140,15 @@ async def leader_pass(
     planner: LeaderPlanner,
     admission: AdmissionMemo | None = None,
     changes: AssignmentChangeCounter | None = None,
+    policy: RebalancePolicy | None = None,
+    now: float | None = None,
 ) -> None:
     """One pass of the leader: plan (incrementally, on ``planner``), publish what
-    differs with why, carry out a requested rebalance, settle drains. Does nothing
-    (and lets the planner forget) while this worker does not lead."""
+    differs with why, carry out a requested rebalance, then (with ``policy``) the
+    automatic rebalance, settle drains. ``now`` is a monotonic time (default: the
+    clock's). Does nothing (and lets the planner forget) while this worker does not
+    lead."""
+    now = time.monotonic() if now is None else now
     view = backend.membership()
     if view.leader is None or view.leader.worker_id != me.worker_id:
         planner.forget()
@@ -146,6 +161,7 @@ async def leader_pass(
         view.term,
         strategy,
         drained=control.drains,
+        now=now,
     )
     if not planned.is_empty():
         log_changes("assignments planned", view.term, planned)
@@ -154,11 +170,20 @@ async def leader_pass(
             changes.add(planned.reason_counts())
     if control.rebalance_pending:
         control.rebalance_pending = False
-        moved = planner.rebalance(workers, backend.assignments(), view.term, strategy)
+        moved = planner.rebalance(workers, backend.assignments(), view.term, strategy, now)
         log_changes("rebalance planned", view.term, moved, always=True)
         await backend.publish_assignments(view.term, moved.assigned, ())
         if changes is not None:
             changes.add(moved.reason_counts())
+    if policy is not None:
+        auto = planner.auto_rebalance(
+            workers, backend.assignments(), view.term, strategy, policy, now
+        )
+        if not auto.is_empty():
+            log_changes("automatic rebalance planned", view.term, auto)
+            await backend.publish_assignments(view.term, auto.assigned, ())
+            if changes is not None:
+                changes.add(auto.reason_counts())
     control.settle_drains(backend.assignments())
 
 

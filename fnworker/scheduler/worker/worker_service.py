@@ -42,6 +42,7 @@ from fnworker.scheduler.api.route_table import METRICS_REGISTRY, UPLOAD_DIR
 from fnworker.scheduler.api.uploads_routes import UPLOADS_DIR
 from fnworker.scheduler.decide.admission_limits import AdmissionMemo, limits_of
 from fnworker.scheduler.decide.assignment_plan import CHANGE_REASONS
+from fnworker.scheduler.decide.auto_rebalance import policy_of
 from fnworker.scheduler.decide.reconcile import ReplaceInstance, StartInstance
 from fnworker.scheduler.model.prometheus import AssignmentChangeCounter, metrics_registry
 from fnworker.scheduler.model.records import PackageRef, WorkerInfo, split_instance_id
@@ -278,7 +279,15 @@ async def serve_worker(
             group.start_soon(pump_events, events, mine, leader_wakeup, reconcile_wakeup)
             strategy = scheduler_strategy(config)
             group.start_soon(
-                lead, backend, me, strategy, leader_wakeup, control, admission, changes
+                lead,
+                backend,
+                me,
+                strategy,
+                leader_wakeup,
+                control,
+                admission,
+                changes,
+                policy_of(config),
             )
             group.start_soon(reconciler.run, reconcile_wakeup)
             task_status.started(RunningWorker(info=me, admin_url=admin_url, admin=admin))
