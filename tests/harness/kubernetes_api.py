@@ -19,8 +19,20 @@ Simplifications, on purpose:
   answers 422 Invalid.
 - A toy StatefulSet controller keeps pods ``<set>-<ordinal>`` for ordinals below
   ``replicas`` (phase Running, one ready container status per container, with
-  ``restartCount``), replaces a pod whose template annotations changed (a rolling
-  update), and deletes a set's pods with the set (background propagation).
+  ``restartCount``; podManagementPolicy Parallel: all created at once), labels each with
+  ``controller-revision-hash: <set>-<hash of the template>``, and deletes a set's pods
+  with the set (background propagation). A template change is rolled out as
+  Kubernetes' controller does it (``rolling_update_victims``): ``RollingUpdate`` (the
+  default) deletes the pod of the highest ordinal not on the new revision and goes on
+  only once its replacement is Ready (``rollingUpdate.partition``: ordinals below it keep,
+  and are recreated at, the last completed revision; ``maxUnavailable``, as with the
+  MaxUnavailableStatefulSet gate: that many pods not Ready at once); ``OnDelete``
+  replaces nothing, a deleted pod comes back on the new revision. The controller runs
+  after every change of a set, pod deletion and pod status write; without a kubelet
+  pods are Ready at once, so a rollout finishes within the request that started it.
+  Not simulated: graceful deletion (a pod is removed at once, its replacement created
+  while the kubelet still stops the old process), ``minReadySeconds`` (Ready counts as
+  available), recreation of Failed pods and OrderedReady's one-by-one creation.
 
 Faults: ``forbid(verb, resource)`` answers 403 Forbidden to every such request;
 ``fail_once(verb, resource, code)`` answers ``code`` (500, 429, 409...) once.
@@ -37,7 +49,6 @@ import asyncio
 import bisect
 import copy
 import datetime
-import hashlib
 import json
 import socket
 import uuid
@@ -49,6 +60,13 @@ import pytest
 from aiohttp import web
 
 from tests.harness.kubernetes_schema import validate
+from tests.harness.stateful_set_rollout import (
+    REVISION_LABEL,
+    pod_ready,
+    pod_revision,
+    rolling_update_victims,
+    template_hash,
+)
 
 KINDS: dict[str, tuple[str, str, str]] = {
     # resource: (group, apiVersion, kind)
@@ -58,9 +76,6 @@ KINDS: dict[str, tuple[str, str, str]] = {
     "pods": ("", "v1", "Pod"),
 }
 USER = "system:serviceaccount:pulsar:func-worker"
-REVISION_LABEL = "controller-revision-hash"
-SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
-"""The characters of Kubernetes' generated names and revision hashes (no vowels)."""
 MAX_PASSES = 1000
 """Controller passes per event before it is called stuck (one pass per pod rolled)."""
 
@@ -363,8 +378,9 @@ class KubernetesApi:
         await self._remove(resource, namespace, name)
         if resource == "statefulsets":
             await self._controller(resource, namespace, name)
-        if resource == "pods":  # the set's controller starts the pod again
-            await self._controller("statefulsets", namespace, name.rsplit("-", 1)[0])
+        owner = name.rsplit("-", 1)[0]
+        if resource == "pods" and ("statefulsets", namespace, owner) in self.objects:
+            await self._controller("statefulsets", namespace, owner)  # starts it again
         return web.json_response(
             status_body(200, "", "", name=name, group=KINDS[resource][0], kind=resource,
                         uid=stored["metadata"]["uid"])
@@ -539,74 +555,6 @@ class KubernetesApi:
     @staticmethod
     def _status(code: int, reason: str, message: str, **details: Any) -> web.Response:
         return web.json_response(status_body(code, reason, message, **details), status=code)
-
-
-def template_hash(template: dict[str, Any]) -> str:
-    """A short, stable hash of a pod template in the alphabet Kubernetes' revision
-    hashes use (``rand.SafeEncodeString``), at most 10 characters."""
-    digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).digest()
-    number = int.from_bytes(digest[:8], "big")
-    chars = []
-    while number and len(chars) < 10:
-        number, index = divmod(number, len(SAFE_ALPHABET))
-        chars.append(SAFE_ALPHABET[index])
-    return "".join(chars) or SAFE_ALPHABET[0]
-
-
-def pod_revision(pod: dict[str, Any]) -> str:
-    """The revision a pod was made from (its controller-revision-hash label)."""
-    return _labels(pod).get(REVISION_LABEL, "")
-
-
-def pod_ready(pod: dict[str, Any]) -> bool:
-    """Running and Ready: the Ready condition when the kubelet wrote one, else every
-    container ready."""
-    status = pod.get("status") or {}
-    if status.get("phase") != "Running":
-        return False
-    for condition in status.get("conditions") or []:
-        if condition.get("type") == "Ready":
-            return bool(condition.get("status") == "True")
-    statuses = status.get("containerStatuses") or []
-    return bool(statuses) and all(one.get("ready") for one in statuses)
-
-
-def max_unavailable(strategy: dict[str, Any], replicas: int) -> int | None:
-    """``rollingUpdate.maxUnavailable`` as a number (a percentage rounds down, at least
-    1); None when unset (Kubernetes' one-at-a-time algorithm)."""
-    value = (strategy.get("rollingUpdate") or {}).get("maxUnavailable")
-    if value is None:
-        return None
-    if isinstance(value, str) and value.endswith("%"):
-        value = replicas * int(value[:-1]) // 100
-    return max(1, int(value))
-
-
-def rolling_update_victims(
-    pods: list[dict[str, Any]],
-    update: str,
-    partition: int,
-    strategy: dict[str, Any],
-    replicas: int,
-) -> list[dict[str, Any]]:
-    """The pods (ordinal order, all present) a RollingUpdate deletes now, as Kubernetes'
-    StatefulSet controller picks them, from the highest ordinal down to ``partition``.
-
-    Without ``maxUnavailable``: the highest pod not on ``update`` is deleted, but the
-    walk stops at an updated pod that is not ready yet (one pod at a time, each waits
-    for its successor to be Running and Ready). With it (the MaxUnavailableStatefulSet
-    gate): as many old pods as ``maxUnavailable`` minus the pods not ready now."""
-    limit = max_unavailable(strategy, replicas)
-    if limit is None:
-        for pod in reversed(pods[partition:]):
-            if pod_revision(pod) != update:
-                return [pod]
-            if not pod_ready(pod):
-                return []
-        return []
-    room = limit - sum(1 for pod in pods if not pod_ready(pod))
-    old = [pod for pod in reversed(pods[partition:]) if pod_revision(pod) != update]
-    return old[: max(0, room)]
 
 
 def _labels(obj: dict[str, Any]) -> dict[str, str]:

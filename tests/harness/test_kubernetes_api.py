@@ -10,7 +10,8 @@ import aiohttp
 import anyio
 import pytest
 
-from tests.harness.kubernetes_api import REVISION_LABEL, KubernetesApi
+from tests.harness.kubernetes_api import KubernetesApi
+from tests.harness.stateful_set_rollout import REVISION_LABEL
 
 pytestmark = pytest.mark.anyio
 
