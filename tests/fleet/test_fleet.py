@@ -261,12 +261,14 @@ def test_two_clusters_on_one_broker_never_see_each_other(fleet: Fleet) -> None:
 
 
 def test_rebalance_and_drain(fleet: Fleet) -> None:
-    workers = [fleet.start("w1")]
+    # Join rebalancing off: only the operator's call moves running instances here
+    # (tests/fleet/test_auto_rebalance.py tests it on).
+    workers = [fleet.start("w1", rebalanceOnJoinEnabled=False)]
     eventually(lambda: leader_seen_by_all(workers))
     for index in range(6):
         register(workers[0], f"b{index}")
     eventually(lambda: len(assignments(fleet)) == 6)
-    workers.append(fleet.start("w2"))
+    workers.append(fleet.start("w2", rebalanceOnJoinEnabled=False))
     eventually(lambda: leader_seen_by_all(workers))
     assert set(assignments(fleet).values()) == {"w1"}, "a new worker gets no running instances"
     assert call(workers[1].admin_url, "PUT", "/admin/v2/worker/rebalance").status == 200
