@@ -11,6 +11,9 @@ Rows (each: ``WARMUP`` untimed, then ``RUNS`` timed passes; median and min; a fu
 * 1 function updated (next version: its 10 instances re-written in place);
 * 1 function registered (10 new instances);
 * drain of 1 worker (its ~100 instances move, reason drain);
+* 1 worker joined and settled: the automatic rebalance moves its fair share onto it
+  (reason join, at most ``rebalanceMaxMovesPerPass``; every pass runs with the shipped
+  rebalance settings, at a fixed time until this row moves the clock past the settle);
 * for comparison, the old pass: ``plan_assignments`` from nothing after 1 worker lost.
 
 Each timed pass covers everything the leader does: read membership and functions,
@@ -54,6 +57,7 @@ from bench.sim.instant_cluster import MemoryCluster, MemoryCoordination
 from fnworker.scheduler.admin.leader_control import LeaderControl, Wakeup
 from fnworker.scheduler.decide.admission_limits import AdmissionMemo, FunctionLimits
 from fnworker.scheduler.decide.assignment_plan import CHANGE_REASONS, plan_assignments
+from fnworker.scheduler.decide.auto_rebalance import RebalancePolicy, observe_workers
 from fnworker.scheduler.decide.leader_plan import LeaderPlanner
 from fnworker.scheduler.model.prometheus import AssignmentChangeCounter
 from fnworker.scheduler.model.records import (
@@ -95,6 +99,9 @@ class Bench:
         self.drains = 0
         self.held = 0
         """What the worker lost or drained last held (the moves its pass must make)."""
+        self.policy = RebalancePolicy()
+        self.now = 0.0
+        """The passes' time (the automatic rebalance's clock): fixed unless a row moves it."""
 
     def register(self, n: int) -> None:
         """Store function ``n`` (parallelism 10) as a write would."""
@@ -114,6 +121,8 @@ class Bench:
             self.planner,
             self.admission,
             self.counter,
+            self.policy,
+            self.now,
         )
         return {
             r: c - before.get(r, 0) for r, c in self.counter.counts.items() if c != before.get(r, 0)
@@ -143,6 +152,13 @@ class Bench:
         self.next_worker += 1
         self.infos.append(info)
         self.cluster.members[WorkerId(info.worker_id)] = info
+
+    def join_and_settle(self) -> None:
+        """A new member that the last pass saw, and time past its settle and the interval."""
+        self.join_worker()
+        workers = self.control.eligible(tuple(self.cluster.members.values()))
+        self.planner.memory = observe_workers(self.policy, self.planner.memory, workers, self.now)
+        self.now += 60.0
 
     def update_function(self) -> None:
         """The next version of one function."""
@@ -256,6 +272,10 @@ async def scenarios(functions: int, workers: int, warmup: int, runs: int) -> lis
         await timed_row(
             bench, "drain of 1 worker", bench.drain_worker, warmup, runs,
             lambda c: c == {"drain": bench.held},
+        ),
+        await timed_row(
+            bench, "1 worker joined + settled (automatic rebalance)", bench.join_and_settle,
+            warmup, runs, lambda c: set(c) == {"join"} and c["join"] <= bench.policy.max_moves,
         ),
     ]  # fmt: skip
     bench.planner.forget()
