@@ -6,7 +6,9 @@ while time passes with or without deliveries.
 Safety, checked on every step by the simulation itself:
 - at most one worker ever leads a term (``Sim.check_one_leader``);
 - no worker applies an assignment record of a term older than one it has learned
-  (``Sim.on_event``), and only a term's leader writes assignments (``Sim.store``).
+  (``Sim.on_event``), and only a term's leader writes assignments (``Sim.store``);
+- no leader's automatic rebalance moves an instance it moved within the cooldown
+  (``Sim.publish_changes``; the leaders run the shipped rebalance settings).
 Once quiet (every fault healed, every message delivered, time passed): every
 instance is held by exactly one running worker (``Sim.check_quiet``).
 """
