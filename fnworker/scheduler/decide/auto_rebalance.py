@@ -171,6 +171,18 @@ def decide_rebalance(
     return RebalanceDecision(moves=tuple(moves), reason=owed, memory=after, wake_at=wake_at)
 
 
+def check_owed(policy: RebalancePolicy, memory: RebalanceMemory, now: float) -> bool:
+    """True when ``decide_rebalance`` has work at ``now``: a check is owed or the
+    periodic one is due (else it would only return ``periodic_check_at``). O(1)."""
+    due = _periodic_due(policy, memory)
+    return memory.owed is not None or (due is not None and now >= due)
+
+
+def periodic_check_at(policy: RebalancePolicy, memory: RebalanceMemory) -> float | None:
+    """When the next periodic check is due (None: off or not started)."""
+    return _periodic_due(policy, memory)
+
+
 def imbalanced(policy: RebalancePolicy, counts: Collection[int]) -> bool:
     """True when the busiest and idlest worker differ enough to be worth moving
     instances (the hysteresis: at least ``min_spread`` and ``min_ratio`` of the busiest)."""

@@ -25,9 +25,11 @@ from fnworker.scheduler.decide.assignment_plan import (
 from fnworker.scheduler.decide.auto_rebalance import (
     RebalanceMemory,
     RebalancePolicy,
+    check_owed,
     decide_rebalance,
     note_moves,
     observe_workers,
+    periodic_check_at,
 )
 from fnworker.scheduler.decide.placement import (
     STRATEGIES,
@@ -163,11 +165,14 @@ class LeaderPlanner:
         onto joined workers, or on the periodic check), applied; sets ``wake_at``. Runs
         only on a trusted index (right after ``plan``); otherwise asks to look again
         soon."""
+        self.memory = observe_workers(policy, self.memory, workers, now)
+        if not check_owed(policy, self.memory, now):
+            self.wake_at = periodic_check_at(policy, self.memory)
+            return AssignmentChanges()
         if not self.trusted(workers, current, term, strategy):
             self.wake_at = now + max(policy.settle_s, 0.1)
             return AssignmentChanges()
         assert self.index is not None
-        self.memory = observe_workers(policy, self.memory, workers, now)
         decision = decide_rebalance(policy, self.memory, self.index.members(), now)
         self.memory, self.wake_at = decision.memory, decision.wake_at
         if not decision.moves or decision.reason is None:
