@@ -63,6 +63,10 @@ def test_hysteresis_needs_both_the_spread_and_the_ratio() -> None:
     memory = joined(POLICY, 0.0, "w3")
     below = decide_rebalance(POLICY, memory, members(w1=101, w2=100, w3=99), 5.0)
     assert below.moves == () and below.memory.owed is None
+    # A spread of 1 is as even as counts get: done, whatever min_spread says.
+    loose = RebalancePolicy(check_every_s=0, min_spread=1, min_ratio=0.0)
+    fair = decide_rebalance(loose, joined(loose, 0.0, "w3"), members(w1=2, w2=1, w3=1), 5.0)
+    assert fair.moves == () and fair.memory.owed is None and fair.wake_at is None
 
 
 def test_the_cap_and_the_interval_spread_a_big_join_over_passes() -> None:
@@ -90,7 +94,7 @@ def test_an_instance_moved_recently_is_not_moved_again() -> None:
         1.5,
     )
     stuck = decide_rebalance(POLICY, cooling, fleet, 2.0)
-    assert stuck.moves == () and stuck.memory.owed == "join" and stuck.wake_at == 31.0
+    assert stuck.moves == () and stuck.memory.owed == "join" and stuck.wake_at == 31.05
     # A placement (no source) is not a move.
     placed = note_moves(memory, [Move(instance="x", source=None, target="w1", reason="new")], 1)
     assert "x" not in placed.moved_at

@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fnworker.scheduler.admin.leader_control import LeaderControl, Wakeup
 from fnworker.scheduler.decide.assignment_plan import CHANGE_REASONS
+from fnworker.scheduler.decide.auto_rebalance import RebalancePolicy
 from fnworker.scheduler.decide.leader_plan import LeaderPlanner
 from fnworker.scheduler.model.prometheus import (
     AssignmentChangeCounter,
@@ -70,3 +71,38 @@ async def test_a_drains_moves_are_counted_with_reason_drain() -> None:
         assert counted["drain"] == len(on_other)
         assert counted["worker_lost"] == 0
         assert control.drains == {"w2": "SUCCESS"}
+
+
+async def test_a_joined_workers_share_moves_automatically_with_reason_join() -> None:
+    """The automatic rebalance runs inside the leader's pass: once w3 has been seen
+    for the settle time (``now`` is an argument), the pass moves its fair share onto
+    it and counts the moves with reason ``join``."""
+    async with fleet() as (group, cluster):
+        first = await join(group, cluster, "w1")
+        await until(lambda: leader_of(first) == "w1", "w1 leads")
+        await join(group, cluster, "w2")
+        await until(lambda: len(first.backend.membership().members) == 2, "w1 sees w2")
+        leader = first.backend
+        me = next(m for m in leader.membership().members if m.worker_id == "w1")
+        config = FunctionConfig(parallelism=6)
+        await leader.write_function(FunctionRecord(fqfn=Fqfn("t/n/f"), version=1, config=config), 0)
+        control, planner = LeaderControl(Wakeup()), LeaderPlanner()
+        counter = AssignmentChangeCounter(CHANGE_REASONS)
+        policy = RebalancePolicy()
+
+        async def run_pass(now: float) -> None:
+            await leader_pass(
+                leader, me, "roundrobin", control, planner, None, counter, policy, now
+            )
+
+        await run_pass(0.0)
+        await join(group, cluster, "w3")
+        await until(lambda: len(leader.membership().members) == 3, "w1 sees w3")
+        await run_pass(10.0)
+        assert planner.wake_at == 10.0 + policy.settle_s, "w3 must settle first"
+        assert "w3" not in {a.worker for a in leader.assignments().values()}
+        await run_pass(10.0 + policy.settle_s)
+        per_worker = [a.worker for a in leader.assignments().values()]
+        assert sorted(per_worker.count(w) for w in ("w1", "w2", "w3")) == [2, 2, 2]
+        counted = changes_on_metrics(counter)
+        assert (counted["new"], counted["join"], counted["rebalance"]) == (6.0, 2.0, 0.0)

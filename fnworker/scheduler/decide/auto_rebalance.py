@@ -34,6 +34,9 @@ from fnworker.scheduler.settings.worker_config import WorkerConfig
 AutoReason = Literal["join", "rebalance"]
 Triple = tuple[str, str, str]
 """(instance, source worker, target worker)."""
+COOLED_MARGIN_S = 0.05
+"""How long after the first instance cools the next look comes (never at ``now``
+itself: a pass that moves nothing must not ask to run again at once)."""
 
 
 class RebalancePolicy(msgspec.Struct, frozen=True, kw_only=True):
@@ -152,13 +155,15 @@ def decide_rebalance(
     if unsettled:
         return RebalanceDecision(memory=memory, wake_at=_soonest(min(unsettled), periodic_at))
     moved_at = _fresh(memory.moved_at, now - policy.cooldown_s)
-    if not imbalanced(policy, [len(held) for held in members.values()]):
+    balanced = not imbalanced(policy, [len(held) for held in members.values()])
+    needed, moves = (0, []) if balanced else even_out(members, moved_at, policy.max_moves)
+    if not needed:
         done = msgspec.structs.replace(memory, owed=None, moved_at=moved_at)
         return RebalanceDecision(memory=done, wake_at=periodic_at)
-    needed, moves = even_out(members, moved_at, policy.max_moves)
     if not moves:
         # Everything that could move is cooling down: look again when the first cools.
-        cooled = min(moved_at.values(), default=now) + policy.cooldown_s
+        first_cooled = min(moved_at.values(), default=now) + policy.cooldown_s
+        cooled = max(first_cooled, now) + COOLED_MARGIN_S
         kept = msgspec.structs.replace(memory, moved_at=moved_at)
         return RebalanceDecision(memory=kept, wake_at=_soonest(cooled, periodic_at))
     stamped = dict(moved_at)
