@@ -2,7 +2,9 @@
 worker whose runtime is the in-test API server with its kubelet (pods are local
 processes, readiness is their ``/health`` probe), a function of parallelism 3, and
 samples of the API server's pod list throughout the update: never fewer than 2
-pods Ready, every pod ends on the new version, and messages keep flowing."""
+pods Ready, never a replacement started before its old pod's process stopped (the
+grace period is the old pod's), every pod ends on the new version, and messages keep
+flowing."""
 
 from __future__ import annotations
 
@@ -75,6 +77,9 @@ def pod_list(api_url: str) -> list[dict[str, Any]]:
 
 
 def is_ready(pod: dict[str, Any]) -> bool:
+    """Ready, and not terminating (a deleted pod stops serving at once)."""
+    if "deletionTimestamp" in pod["metadata"]:
+        return False
     conditions = (pod.get("status") or {}).get("conditions") or []
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
@@ -84,15 +89,17 @@ def version_of(pod: dict[str, Any]) -> str:
 
 
 class Sample:
-    """One look at the pods: how many are Ready and each pod's version."""
+    """One look at the pods: how many are Ready, each pod's version and how many pod
+    processes the kubelet has alive (stopping ones too)."""
 
-    def __init__(self, pods: list[dict[str, Any]]) -> None:
+    def __init__(self, pods: list[dict[str, Any]], processes: int = 0) -> None:
+        self.processes = processes
         self.ready = sum(1 for pod in pods if is_ready(pod))
         self.versions = {pod["metadata"]["name"]: version_of(pod) for pod in pods}
         self.ready_versions = sorted(version_of(pod) for pod in pods if is_ready(pod))
 
     def __repr__(self) -> str:
-        return f"Sample(ready={self.ready}, versions={self.versions})"
+        return f"Sample(ready={self.ready}, processes={self.processes}, {self.versions})"
 
 
 class Traffic:
@@ -153,7 +160,7 @@ def test_update_rolls_pods_keeping_parallelism_minus_one_ready(
         update = {"parallelism": PARALLELISM, "userConfig": {"rolled": "yes"}}
         reply = call(base, "PUT", f"{BASE}/{NAME}", function_form(update, None))
         assert reply.status == 200, reply.body
-        samples = sample_until_rolled(api_url, old_version)
+        samples = sample_until_rolled(cluster, old_version)
         ended = time.monotonic()
         traffic.finish(timeout_s=60)
     finally:
@@ -161,6 +168,8 @@ def test_update_rolls_pods_keeping_parallelism_minus_one_ready(
     print(f"rollout: {len(samples)} samples in {ended - began:.1f} s, {len(traffic.sent)} sent")
     low = [sample for sample in samples if sample.ready < PARALLELISM - 1]
     assert not low, f"fewer than {PARALLELISM - 1} pods ready during the update: {low[:5]}"
+    doubled = [sample for sample in samples if sample.processes > PARALLELISM]
+    assert not doubled, f"a replacement started before its old pod stopped: {doubled[:5]}"
     mixed = [s for s in samples if len(set(s.versions.values())) > 1 or s.ready < PARALLELISM]
     assert mixed, f"no sample saw the rollout in progress: {samples[:3]}"
     final = samples[-1]
@@ -178,13 +187,13 @@ def test_update_rolls_pods_keeping_parallelism_minus_one_ready(
     wait_for(lambda: cluster.api.get("statefulsets", NS, JOB) is None, timeout=60)
 
 
-def sample_until_rolled(api_url: str, old_version: str) -> list[Sample]:
+def sample_until_rolled(cluster: Kubelet, old_version: str) -> list[Sample]:
     """Samples of the pod list every 0.1 s until every pod is Ready on a version other
     than ``old_version`` (bounded by ROLLOUT_DEADLINE_S)."""
     samples: list[Sample] = []
     deadline = time.monotonic() + ROLLOUT_DEADLINE_S
     while time.monotonic() < deadline:
-        sample = Sample(pod_list(api_url))
+        sample = Sample(pod_list(cluster.api.url), len(cluster.alive()))
         samples.append(sample)
         rolled = sample.ready_versions and old_version not in sample.ready_versions
         if rolled and sample.ready == PARALLELISM and len(sample.versions) == PARALLELISM:

@@ -30,9 +30,13 @@ Simplifications, on purpose:
   replaces nothing, a deleted pod comes back on the new revision. The controller runs
   after every change of a set, pod deletion and pod status write; without a kubelet
   pods are Ready at once, so a rollout finishes within the request that started it.
-  Not simulated: graceful deletion (a pod is removed at once, its replacement created
-  while the kubelet still stops the old process), ``minReadySeconds`` (Ready counts as
-  available), recreation of Failed pods and OrderedReady's one-by-one creation.
+  With a kubelet, the pods the controller deletes (rolled, scaled down) terminate
+  gracefully: ``deletionTimestamp`` set (a MODIFIED event), the kubelet stops the
+  process within ``terminationGracePeriodSeconds``, then the pod is removed and its
+  replacement created, so an ordinal never runs twice (``settled()`` awaits those
+  deletions). Pod DELETE requests and a set's deletion remove pods at once. Not
+  simulated: ``minReadySeconds`` (Ready counts as available), recreation of Failed
+  pods and OrderedReady's one-by-one creation.
 
 Faults: ``forbid(verb, resource)`` answers 403 Forbidden to every such request;
 ``fail_once(verb, resource, code)`` answers ``code`` (500, 429, 409...) once.
@@ -52,7 +56,7 @@ import datetime
 import json
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, Protocol
 
 import kubernetes_validate
@@ -76,6 +80,8 @@ KINDS: dict[str, tuple[str, str, str]] = {
     "pods": ("", "v1", "Pod"),
 }
 USER = "system:serviceaccount:pulsar:func-worker"
+TERMINATION_BOUND_S = 60.0
+"""The longest a terminating pod waits for the kubelet (which stops it within 10 s)."""
 MAX_PASSES = 1000
 """Controller passes per event before it is called stuck (one pass per pod rolled)."""
 
@@ -133,7 +139,12 @@ class PodRunner(Protocol):
         """A pod is about to be stored new; may fill in its ``status``."""
 
     def pod_removed(self, pod: dict[str, Any]) -> None:
-        """A pod was removed from the store."""
+        """A pod was removed from the store, or is terminating (``deletionTimestamp``):
+        stop it."""
+
+    @property
+    def runs(self) -> Mapping[str, Any]:
+        """uid → run of every pod whose process has not finished stopping."""
 
 
 class KubernetesApi:
@@ -153,6 +164,7 @@ class KubernetesApi:
         self.current_revision: dict[tuple[str, str], str] = {}
         """(namespace, set) → the revision of the last complete rollout."""
         self._controlling = asyncio.Lock()
+        self._terminations: set[asyncio.Task[None]] = set()
         self.url = ""
         self.app = web.Application()
         for prefix in ("/api/{version}", "/apis/{group}/{version}"):
@@ -465,8 +477,10 @@ class KubernetesApi:
         stateful_set = self.objects.get(("statefulsets", namespace, name))
         replicas = stateful_set["spec"].get("replicas", 1) if stateful_set else 0
         for ordinal, pod_name in self._set_pods(namespace, name).items():
-            if ordinal >= replicas:
+            if stateful_set is None:
                 await self._remove("pods", namespace, pod_name)
+            elif ordinal >= replicas:
+                await self._terminate_pod(namespace, pod_name)
         if stateful_set is None:
             self.revisions.pop((namespace, name), None)
             self.current_revision.pop((namespace, name), None)
@@ -489,9 +503,52 @@ class KubernetesApi:
         if rolling:
             deleted = rolling_update_victims(pods, update, partition, strategy, replicas)
         for pod in deleted:
-            await self._remove("pods", namespace, pod["metadata"]["name"])
+            await self._terminate_pod(namespace, pod["metadata"]["name"])
         self._write_set_status(namespace, name, update, replicas)
         return bool(deleted)
+
+    async def _terminate_pod(self, namespace: str, name: str) -> None:
+        """The controller deletes a pod as Kubernetes does: with a kubelet, gracefully
+        (``deletionTimestamp`` set, the kubelet stops it within the pod's grace period,
+        the pod is removed once its process stopped, then the controller goes on);
+        without one, at once."""
+        stored = self.objects.get(("pods", namespace, name))
+        if stored is None or "deletionTimestamp" in stored["metadata"]:
+            return
+        if self.kubelet is None:
+            await self._remove("pods", namespace, name)
+            return
+        pod = copy.deepcopy(stored)
+        grace = pod["spec"].get("terminationGracePeriodSeconds", 30)
+        pod["metadata"].update(deletionTimestamp=_now(), deletionGracePeriodSeconds=grace)
+        pod = await self._store("MODIFIED", "pods", namespace, name, pod)
+        self.kubelet.pod_removed(pod)
+        uid = pod["metadata"]["uid"]
+        task = asyncio.get_running_loop().create_task(
+            self._finish_termination(namespace, name, uid)
+        )
+        self._terminations.add(task)
+        task.add_done_callback(self._terminations.discard)
+
+    async def _finish_termination(self, namespace: str, name: str, uid: str) -> None:
+        """Remove a terminating pod once the kubelet has stopped it (bounded), and let
+        its set's controller go on."""
+        deadline = asyncio.get_running_loop().time() + TERMINATION_BOUND_S
+        while self.kubelet is not None and uid in self.kubelet.runs:
+            if asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        stored = self.objects.get(("pods", namespace, name))
+        if stored is not None and stored["metadata"]["uid"] == uid:
+            await self._remove("pods", namespace, name)
+        owner = name.rsplit("-", 1)[0]
+        if ("statefulsets", namespace, owner) in self.objects:
+            await self._controller("statefulsets", namespace, owner)
+
+    async def settled(self) -> None:
+        """Wait until every graceful pod deletion under way has finished."""
+        while self._terminations:
+            await asyncio.gather(*list(self._terminations), return_exceptions=True)
 
     def _set_pods(self, namespace: str, name: str) -> dict[int, str]:
         """Ordinal → name of the stored pods ``<name>-<ordinal>`` of one set."""

@@ -32,11 +32,16 @@ def pod_revision(pod: dict[str, Any]) -> str:
     return labels.get(REVISION_LABEL, "")
 
 
+def terminating(pod: dict[str, Any]) -> bool:
+    """Deleted, still stopping (``deletionTimestamp`` set)."""
+    return "deletionTimestamp" in (pod.get("metadata") or {})
+
+
 def pod_ready(pod: dict[str, Any]) -> bool:
-    """Running and Ready: the Ready condition when the kubelet wrote one, else every
-    container ready."""
+    """Running, Ready and not terminating: the Ready condition when the kubelet wrote
+    one, else every container ready."""
     status = pod.get("status") or {}
-    if status.get("phase") != "Running":
+    if status.get("phase") != "Running" or terminating(pod):
         return False
     for condition in status.get("conditions") or []:
         if condition.get("type") == "Ready":
@@ -66,18 +71,23 @@ def rolling_update_victims(
     """The pods (ordinal order, all present) a RollingUpdate deletes now, as Kubernetes'
     StatefulSet controller picks them, from the highest ordinal down to ``partition``.
 
-    Without ``maxUnavailable``: the highest pod not on ``update`` is deleted, but the
-    walk stops at an updated pod that is not ready yet (one pod at a time, each waits
-    for its successor to be Running and Ready). With it (the MaxUnavailableStatefulSet
-    gate): as many old pods as ``maxUnavailable`` minus the pods not ready now."""
+    Without ``maxUnavailable``: the highest pod not on ``update`` (and not already
+    terminating) is deleted, but the walk stops at a pod that is not ready (one pod at
+    a time, each waits for its successor to be Running and Ready). With it (the
+    MaxUnavailableStatefulSet gate): as many old pods as ``maxUnavailable`` minus the
+    pods not ready now."""
     limit = max_unavailable(strategy, replicas)
     if limit is None:
         for pod in reversed(pods[partition:]):
-            if pod_revision(pod) != update:
+            if pod_revision(pod) != update and not terminating(pod):
                 return [pod]
             if not pod_ready(pod):
                 return []
         return []
     room = limit - sum(1 for pod in pods if not pod_ready(pod))
-    old = [pod for pod in reversed(pods[partition:]) if pod_revision(pod) != update]
+    old = [
+        pod
+        for pod in reversed(pods[partition:])
+        if pod_revision(pod) != update and not terminating(pod)
+    ]
     return old[: max(0, room)]

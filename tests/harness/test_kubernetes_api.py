@@ -117,13 +117,23 @@ async def test_watch_streams_events_in_order(kubernetes_api: KubernetesApi) -> N
 
 
 class HeldPods:
-    """A stand-in kubelet: every new pod runs but is not ready until ``ready`` says so."""
+    """A stand-in kubelet: every new pod runs but is not ready until ``ready`` says so;
+    a removed pod stops at once, or (``stop_at_once=False``) when ``stop`` says so."""
+
+    def __init__(self, stop_at_once: bool = True) -> None:
+        self.stop_at_once = stop_at_once
+        self.runs: dict[str, dict[str, Any]] = {}
 
     def pod_added(self, pod: dict[str, Any]) -> None:
         pod["status"] = pod_status(ready=False)
+        self.runs[pod["metadata"]["uid"]] = pod
 
     def pod_removed(self, pod: dict[str, Any]) -> None:
-        """Nothing runs, nothing to stop."""
+        if self.stop_at_once:
+            self.stop(pod["metadata"]["uid"])
+
+    def stop(self, uid: str) -> None:
+        self.runs.pop(uid, None)
 
 
 def pod_status(ready: bool) -> dict[str, Any]:
@@ -141,6 +151,7 @@ async def ready(api: KubernetesApi, *names: str) -> None:
         pod = api.get("pods", "default", name)
         assert pod is not None, name
         assert await api.set_pod_status("default", name, pod["metadata"]["uid"], pod_status(True))
+    await api.settled()
 
 
 def revisions(api: KubernetesApi) -> list[str]:
@@ -158,9 +169,11 @@ def uids(api: KubernetesApi) -> list[str]:
     ]
 
 
-async def held_set(api: KubernetesApi, strategy: dict[str, Any] | None) -> str:
+async def held_set(
+    api: KubernetesApi, strategy: dict[str, Any] | None, kubelet: HeldPods | None = None
+) -> str:
     """A 3-pod set (with ``strategy``), every pod ready; its first revision."""
-    api.kubelet = HeldPods()
+    api.kubelet = kubelet or HeldPods()
     body = stateful_set(replicas=3)
     body["spec"]["podManagementPolicy"] = "Parallel"
     if strategy is not None:
@@ -177,6 +190,7 @@ async def new_template(api: KubernetesApi, version: str) -> str:
     patch = {"spec": {"template": {"metadata": {"annotations": {"version": version}}}}}
     code, body = await call(api, "PATCH", SETS + "/web", patch)
     assert code == 200, body
+    await api.settled()
     stored = api.get("statefulsets", "default", "web")
     assert stored is not None
     revision: str = stored["status"]["updateRevision"]
@@ -259,3 +273,24 @@ async def test_without_a_kubelet_pods_are_ready_and_roll_at_once(
     first = revisions(kubernetes_api)
     new = await new_template(kubernetes_api, "2")
     assert revisions(kubernetes_api) == [new, new, new] and new != first[0]
+
+
+async def test_a_rolled_pod_terminates_before_its_replacement_is_created(
+    kubernetes_api: KubernetesApi,
+) -> None:
+    api, kubelet = kubernetes_api, HeldPods(stop_at_once=False)
+    old = await held_set(api, None, kubelet)
+    web_2 = api.objects[("pods", "default", "web-2")]["metadata"]["uid"]
+    code, _ = await call(api, "PATCH", SETS + "/web", {"spec": {"template": {"metadata": {
+        "annotations": {"version": "2"}}}}})  # fmt: skip
+    assert code == 200
+    terminating = api.get("pods", "default", "web-2")
+    assert terminating is not None and terminating["metadata"]["uid"] == web_2
+    assert terminating["metadata"]["deletionTimestamp"]
+    assert revisions(api) == [old, old, old]
+    status = api.get("statefulsets", "default", "web")["status"]  # type: ignore[index]
+    assert status["readyReplicas"] == 2  # a terminating pod is not ready
+    kubelet.stop(web_2)  # its process stopped within the grace period
+    await api.settled()
+    assert revisions(api) == [old, old, status["updateRevision"]]
+    assert api.objects[("pods", "default", "web-2")]["metadata"]["uid"] != web_2
