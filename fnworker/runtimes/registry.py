@@ -38,7 +38,6 @@ def create_driver(
     *,
     state_dir: Path = Path("state"),
     worker_id: str = "",
-    consumer_id_slots: int = 0,
     config: WorkerConfig | None = None,
 ) -> RuntimeDriver:
     """The driver for runtime ``name``; a clear ConfigError for one not available.
@@ -46,12 +45,15 @@ def create_driver(
     ``state_dir`` is the worker's state directory (the process runtime keeps its
     pid files under it). ``config`` is the whole worker config, which the kubernetes
     runtime needs (its URLs, secrets configurator, customizer); without it a config
-    holding only ``factory`` is assumed."""
+    holding only ``factory`` is assumed. The thread runtime spreads consumer ids over
+    ``client.consumer_id_slots`` slots (the pulsar-lite workaround the worker decided on
+    at start; 0 = none)."""
     if name == "thread":
         from fnworker.runtimes.instance.consumer_ids import ConsumerIdSpreader
         from fnworker.runtimes.thread import ThreadRuntime
 
-        spreader = ConsumerIdSpreader(worker_id, consumer_id_slots) if consumer_id_slots else None
+        slots = client.consumer_id_slots
+        spreader = ConsumerIdSpreader(worker_id, slots) if slots else None
         return ThreadRuntime(
             thread_group_name=factory.thread_group_name,
             client_settings=client,

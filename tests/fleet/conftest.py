@@ -22,10 +22,10 @@ from tests.conftest import quiet_client
 from tests.e2e.helpers import BASE, CLASS, EXAMPLE, Reply, call, function_form
 from tests.integration.worker_process import spawn_worker
 
-# pulsar-lite clashes consumers of one subscription across processes; the worker ids
-# the tests use (w1-w3; e1, e2) fall into distinct slots of 16 (a burn of at most 15
-# throw-away readers per subscribe).
-SLOTS = 16
+# pulsar-lite clashes consumers of one subscription across processes; the workers
+# find out at start that the broker is pulsar-lite and spread their consumer ids over
+# 16 slots by themselves (no pulsarLiteConsumerIdSlots in their configs). The worker
+# ids the tests use (w1-w3; e1, e2) fall into distinct slots of 16.
 
 
 @dataclass
@@ -74,7 +74,6 @@ class Fleet:
             "pulsarFunctionsNamespace": namespace,
             "pulsarFunctionsCluster": cluster,
             "stateDirectory": str(self.root / name),
-            "pulsarLiteConsumerIdSlots": SLOTS,
             **extra,
         }
         log_path = self.root / f"{name}.log"

@@ -17,6 +17,8 @@ import pytest
 from anyio.from_thread import BlockingPortal
 
 from fnworker.coordination.embedded_broker import EmbeddedBroker
+from fnworker.runtimes.broker_kind import consumer_id_slots
+from fnworker.runtimes.broker_probe import probe_broker
 from fnworker.runtimes.thread import ThreadRuntime
 from fnworker.scheduler.model.instances import ClientSettings, InstanceSpec
 from fnworker.scheduler.model.records import Fqfn, FunctionConfig, FunctionRecord, instance_id_of
@@ -46,7 +48,9 @@ def runtime(portal: BlockingPortal, broker: EmbeddedBroker) -> Iterator[ThreadRu
 
 @pytest.fixture
 def make_spec(tmp_path: Path, broker: EmbeddedBroker) -> SpecMaker:
-    """Build an InstanceSpec whose package is a private copy, as the worker makes it."""
+    """Build an InstanceSpec whose package is a private copy, as the worker makes it
+    (with the consumer-id workaround a worker would decide on for this broker)."""
+    slots = consumer_id_slots(probe_broker(broker.url).kind, None)
 
     def make(
         name: str,
@@ -71,7 +75,9 @@ def make_spec(tmp_path: Path, broker: EmbeddedBroker) -> SpecMaker:
             function=record,
             package_path=Path(shutil.copy(package, folder / package.name)),
             worker_id="worker-1",
-            client=ClientSettings(service_url=broker.url, operation_timeout_seconds=5),
+            client=ClientSettings(
+                service_url=broker.url, operation_timeout_seconds=5, consumer_id_slots=slots
+            ),
             secrets_provider=secrets_provider,
         )
 

@@ -18,7 +18,7 @@ from fnworker.runtimes.process.command import (
     instance_environment,
     log_file_of,
 )
-from fnworker.runtimes.process.outcomes import describe_exit, last_log_line
+from fnworker.runtimes.process.outcomes import describe_exit, last_log_line, starting_error
 from fnworker.runtimes.process.pid_files import pid_file_of
 from fnworker.runtimes.process.restart_policy import (
     RestartPolicy,
@@ -151,3 +151,12 @@ def test_settings_from_the_factory_config(tmp_path: Path, monkeypatch: pytest.Mo
     assert settings.state_directory == tmp_path / "state"
     assert settings.python_instance_location == tmp_path / "bin/main.py"
     assert settings.extra_dependencies_dir == Path("/deps")
+
+
+def test_a_process_starting_for_long_says_how_long_and_what_it_waits_for() -> None:
+    assert starting_error(None, 100.0, 60) == "the instance process is starting"
+    assert starting_error(100.0, 104.0, 60) == "the instance process is starting"
+    late = starting_error(100.0, 112.4, 60)
+    assert late.startswith("the instance process has not started after 12 s")
+    assert "subscribing to its input" in late
+    assert "restarted if it has not started within 60 s" in late

@@ -6,9 +6,10 @@ every client numbers from 0, so two workers' consumers on one subscription can
 clash ("Consumer 0 already exists"); and a consumer whose process was killed
 mid-stream stays registered as a ghost under its id (docs/coordination.md), so a
 new consumer with that id cannot subscribe. Apache Pulsar keys consumers per
-connection and needs none of this, so it is off unless
-``pulsarLiteConsumerIdSlots`` is set: then every consumer this worker creates gets
-an id congruent to the worker's slot (a stable hash of its id) modulo the slot
+connection and needs none of this, so it is on only where the worker found
+pulsar-lite at start (runtimes/broker_kind.py; 16 slots) or
+``pulsarLiteConsumerIdSlots`` overrides that: then every consumer this worker creates
+gets an id congruent to the worker's slot (a stable hash of its id) modulo the slot
 count, by creating and closing throw-away readers (on ``SCRATCH_TOPIC``) first.
 Workers with different slots never clash. A restarted worker keeps its slot, so
 each process also starts at a random block of ids (1 to 8 blocks in): its first

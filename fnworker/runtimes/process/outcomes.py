@@ -1,5 +1,6 @@
 """How one run of an instance process ended, as one sentence: its exit code or
-signal and its last log line. Reads the tail of the instance's log file."""
+signal and its last log line; and what a process still starting shows. Reads the
+tail of the instance's log file."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ import signal
 from pathlib import Path
 
 import msgspec
+
+STARTING_REPORT_SECONDS = 5.0
+"""A process still starting (loading its code, subscribing) after this long says how
+long in its status, as the thread runtime's OPENING_REPORT_SECONDS does."""
 
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -45,3 +50,16 @@ def last_log_line(path: Path, limit: int = 300) -> str:
         return ""
     text = next((line for line in reversed(lines) if line), "")
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def starting_error(started_at: float | None, now: float, start_timeout_seconds: float) -> str:
+    """What a process that has not said it started shows: that it is starting, and
+    after STARTING_REPORT_SECONDS how long it has waited and what for."""
+    waited = 0.0 if started_at is None else now - started_at
+    if waited < STARTING_REPORT_SECONDS:
+        return "the instance process is starting"
+    return (
+        f"the instance process has not started after {waited:.0f} s: loading its code or "
+        "subscribing to its input has not finished (the broker has not answered yet); it is "
+        f"restarted if it has not started within {start_timeout_seconds:.0f} s"
+    )

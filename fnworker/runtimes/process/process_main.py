@@ -157,7 +157,8 @@ class InstanceProcess:
         )
         log.info("instance opening: loading the code and subscribing")
         try:
-            skip_consumer_ids(client, self.spec.function, self.spec.index)
+            if self.spec.client.consumer_id_slots:
+                skip_consumer_ids(client, self.spec.function, self.spec.index)
             host.open()
         except InstanceStartError as error:
             return self.fail_start(error, client)
@@ -249,7 +250,8 @@ def skip_consumer_ids(client: pulsar.Client, record: FunctionRecord, count: int)
     every process starts at 0, so a second process on one subscription fails with
     "Consumer 0 already exists". Instance ``index`` burns ``index`` ids first; its
     real consumer then gets id ``index``, unique among the function's instances.
-    Harmless on Apache Pulsar.
+    The process runtime calls it only when the worker found pulsar-lite (or the
+    override key asks for it): ``ClientSettings.consumer_id_slots``.
     """
     if count <= 0:
         return

@@ -44,7 +44,7 @@ from fnworker.runtimes.process.control import (
     Started,
     StatusReply,
 )
-from fnworker.runtimes.process.outcomes import Outcome, exit_outcome, last_log_line
+from fnworker.runtimes.process.outcomes import Outcome, exit_outcome, last_log_line, starting_error
 from fnworker.runtimes.process.phases import Phase, PhaseCell
 from fnworker.runtimes.process.pid_files import (
     PidRecord,
@@ -88,6 +88,8 @@ class InstanceProcess:
         self._metrics = InstanceMetrics()
         self._stop = threading.Event()
         self._spawned = threading.Event()
+        self._started_at: float | None = None
+        """When the current process was spawned (None before the first spawn)."""
         self._channel_lock = threading.Lock()
         self._channel: ControlChannel | None = None
         self._thread = threading.Thread(
@@ -120,7 +122,9 @@ class InstanceProcess:
         cached = self._status if phase is Phase.RUNNING else None
         status = msgspec.structs.replace(cached) if cached else InstanceStatusData(error=error)
         if phase is Phase.STARTING and not status.error:
-            status.error = "the instance process is starting"
+            status.error = starting_error(
+                self._started_at, self.clock(), self.settings.start_timeout_seconds
+            )
         status.running = phase is Phase.RUNNING and cached is not None and cached.running
         status.num_restarts = self.restarts
         status.worker_id = self.spec.worker_id
@@ -214,7 +218,7 @@ class InstanceProcess:
             return self.clock(), Outcome(reason=f"starting the instance process failed: {error}")
         finally:
             self._spawned.set()
-        began = self.clock()
+        began = self._started_at = self.clock()
         try:
             outcome = self._boot_and_watch(process, channel)
         except ChannelClosed:

@@ -30,6 +30,10 @@ class ClientSettings(msgspec.Struct, frozen=True, kw_only=True):
     tls_allow_insecure_connection: bool = False
     tls_hostname_verification: bool = False
     operation_timeout_seconds: int = 30
+    consumer_id_slots: int = 0
+    """pulsar-lite's consumer-id workaround as the worker decided it at start (0 = off;
+    runtimes/broker_kind.py): its thread runtime spreads ids over this many slots, a
+    process instance burns its index in throw-away readers before subscribing."""
 
 
 DEFAULT_FUNCTIONS_NAMESPACE = "public/functions"

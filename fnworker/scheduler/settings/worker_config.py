@@ -287,7 +287,8 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     lease_timeout_ms: PositiveInt = 600
     state_directory: str = "state"
     coordination_backend: Literal["pulsar", "memory"] = "pulsar"
-    pulsar_lite_consumer_id_slots: NonNegativeInt = 0
+    # None: decided at start from the broker's kind (runtimes/broker_kind.py).
+    pulsar_lite_consumer_id_slots: NonNegativeInt | None = None
     # Automatic rebalancing (docs/coordination.md, "How the fleet rebalances itself").
     rebalance_on_join_enabled: bool = True
     rebalance_join_settle_ms: NonNegativeInt = 2000

@@ -57,6 +57,7 @@ from fnworker.scheduler.settings.worker_config import (
     scheduler_strategy,
     web_tls_enabled,
 )
+from fnworker.scheduler.worker.broker_detection import with_broker_workarounds
 from fnworker.scheduler.worker.worker_loops import (
     LocalAssignments,
     Reconciler,
@@ -221,7 +222,6 @@ def runtime_of(
         client,
         state_dir=state,
         worker_id=me.worker_id,
-        consumer_id_slots=config.pulsar_lite_consumer_id_slots,
         config=config,
     )
     return driver, create_auth_provider(config, runtime, driver)
@@ -238,7 +238,7 @@ async def serve_worker(
     config, state = prepare_state(config)
     me = identity_of(config)
     log.info("worker starting", worker=me.worker_id, pid=os.getpid())
-    client = client_settings_of(config)
+    client = await with_broker_workarounds(config, client_settings_of(config))
     packages = PackageStore(state / "packages")
     driver, auth_provider = runtime_of(config, state, me, client)
     leader_wakeup, reconcile_wakeup = Wakeup(), Wakeup()
