@@ -41,8 +41,11 @@ What it does, as a kubelet would:
   and initial delays to 0.5 s, for tests.
 - **Stop**: a removed pod (rolled, scaled down, deleted, its set deleted) gets SIGTERM
   on its process group, ``terminationGracePeriodSeconds`` (at most 5 s), then
-  SIGKILL. The server removes a pod at once (no graceful deletion), so a replacement
-  of the same name may start while the old process is still stopping. ``aclose``
+  SIGKILL. A pod the StatefulSet controller rolls or scales down is deleted
+  gracefully (its replacement is created once this kubelet has stopped the old
+  process); a pod DELETE request or a deleted set removes pods at once, so there a
+  replacement of the same name may start while the old process is still stopping.
+  ``aclose``
   stops every pod; ``kill_all`` SIGKILLs whatever is left (by process group).
 """
 
