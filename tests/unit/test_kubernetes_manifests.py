@@ -69,7 +69,7 @@ def test_stateful_set_rolls_one_pod_at_a_time_on_update() -> None:
     spec = rendered(function(parallelism=3)).stateful_set["spec"]
     assert spec["updateStrategy"] == {
         "type": "RollingUpdate",
-        "rollingUpdate": {"partition": 0, "maxUnavailable": 1},
+        "rollingUpdate": {"partition": 0},
     }
     assert spec["minReadySeconds"] == 0
     assert (

@@ -39,9 +39,12 @@ def update_strategy() -> dict[str, Any]:
     """How a new pod template reaches the pods: one pod at a time, highest ordinal
     first, the next only once the replaced pod is Ready (its ``/health`` probe), so at
     least parallelism-1 pods are ready throughout; every ordinal is updated (partition
-    0). ``maxUnavailable: 1`` is Kubernetes' default, explicit for clusters with the
-    MaxUnavailableStatefulSet gate; ``podManagementPolicy: Parallel`` does not change it."""
-    return {"type": "RollingUpdate", "rollingUpdate": {"partition": 0, "maxUnavailable": 1}}
+    0); ``podManagementPolicy: Parallel`` does not change it. No ``maxUnavailable``:
+    with the MaxUnavailableStatefulSet gate, any value makes a pod that never got Ready
+    block every later rollout (the controller waits while unavailable pods reach it),
+    where the default algorithm replaces an old-revision pod whatever its health, so a
+    fixed version rolls over a broken one."""
+    return {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}
 
 
 @dataclasses.dataclass(frozen=True)
