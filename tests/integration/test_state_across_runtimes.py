@@ -40,6 +40,8 @@ import pytest
 from anyio.from_thread import BlockingPortal
 
 from fnworker.coordination.embedded_broker import EmbeddedBroker, free_loopback_port
+from fnworker.runtimes.broker_kind import consumer_id_slots
+from fnworker.runtimes.broker_probe import probe_broker
 from fnworker.runtimes.instance.state_log import FunctionStateLog
 from fnworker.runtimes.kubernetes.pod_template import pod_spec
 from fnworker.runtimes.kubernetes.settings import KubernetesSettings
@@ -129,7 +131,13 @@ def spec_of(
         function=record,
         package_path=Path(shutil.copy(WORD_COUNT, folder / WORD_COUNT.name)),
         worker_id=f"worker-{index}",
-        client=ClientSettings(service_url=broker.url, operation_timeout_seconds=5),
+        client=ClientSettings(
+            service_url=broker.url,
+            operation_timeout_seconds=5,
+            # As a worker decides at start: on pulsar-lite, spread consumer ids so the
+            # process instance's consumer does not clash with the thread instance's.
+            consumer_id_slots=consumer_id_slots(probe_broker(broker.url).kind, None),
+        ),
         state=StateSettings(namespace=namespace),
     )
 
