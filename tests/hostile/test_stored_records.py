@@ -23,6 +23,7 @@ import pytest
 
 from fnworker.coordination.embedded_broker import free_loopback_port, start_embedded_broker
 from fnworker.coordination.pulsar_backend import ENCODE
+from fnworker.coordination.topics import cluster_topics
 from fnworker.coordination.wire import FunctionWrite
 from fnworker.scheduler.decide.function_validation import complete_function_config
 from fnworker.scheduler.model.records import (
@@ -32,7 +33,7 @@ from fnworker.scheduler.model.records import (
     PackageRef,
     Resources,
 )
-from fnworker.scheduler.settings.worker_config import WorkerConfig, metadata_topic
+from fnworker.scheduler.settings.worker_config import WorkerConfig
 from tests.e2e.conftest import StandaloneWorker, stop, wait_ready
 from tests.e2e.helpers import BASE, EXAMPLE, call, function_form, register, trigger, wait_for
 from tests.hostile.conftest import WORKER_MEMORY, cap_memory
@@ -113,7 +114,9 @@ def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandaloneWorke
     }
     client = pulsar.Client(broker.url, operation_timeout_seconds=10)
     try:
-        producer = client.create_producer(metadata_topic(WorkerConfig()))
+        producer = client.create_producer(
+            cluster_topics(WorkerConfig().pulsar_functions_namespace).metadata
+        )
         for write in writes:
             producer.send(ENCODE(write))
         producer.close()

@@ -13,6 +13,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fnworker.coordination.topics import cluster_topics
 from fnworker.scheduler.settings.config_loader import load_worker_config, parse_worker_config
 from fnworker.scheduler.settings.config_validation import struct_fields
 from fnworker.scheduler.settings.worker_config import (
@@ -25,11 +26,8 @@ from fnworker.scheduler.settings.worker_config import (
     ResourceBounds,
     RuntimeFactoryConfig,
     WorkerConfig,
-    assignment_topic,
     broker_client_settings,
-    coordination_topic,
     effective_worker_id,
-    metadata_topic,
     runtime_factory_config,
     runtime_name,
     scheduler_strategy,
@@ -305,9 +303,15 @@ def test_topics_and_web_address() -> None:
     config = from_mapping(
         {"pulsarFunctionsNamespace": "sys/fn", "clusterCoordinationTopicName": "c"}
     )
-    assert metadata_topic(config) == "persistent://sys/fn/metadata"
-    assert assignment_topic(config) == "persistent://sys/fn/assignments"
-    assert coordination_topic(config) == "persistent://sys/fn/c"
+    topics = cluster_topics(
+        config.pulsar_functions_namespace,
+        metadata=config.function_metadata_topic_name,
+        assignments=config.function_assignment_topic_name,
+        coordinate=config.cluster_coordination_topic_name,
+    )  # as the worker names them (worker/launch.py)
+    assert topics.metadata == "persistent://sys/fn/metadata"
+    assert topics.assignments_prefix == "persistent://sys/fn/assignments"
+    assert topics.coordinate == "persistent://sys/fn/c"
     assert worker_web_address(config) == "http://localhost:6750"
     assert worker_web_address(from_mapping({"functionWebServiceUrl": "http://lb:80"})) == (
         "http://lb:80"

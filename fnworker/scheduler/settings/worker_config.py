@@ -375,26 +375,6 @@ def worker_web_address(config: WorkerConfig) -> str:
     return f"http://{config.worker_hostname}:{config.worker_port}"
 
 
-def _topic(config: WorkerConfig, name: str) -> str:
-    """A full persistent topic name inside the functions namespace."""
-    return f"persistent://{config.pulsar_functions_namespace}/{name}"
-
-
-def metadata_topic(config: WorkerConfig) -> str:
-    """``persistent://<pulsarFunctionsNamespace>/<functionMetadataTopicName>``."""
-    return _topic(config, config.function_metadata_topic_name)
-
-
-def assignment_topic(config: WorkerConfig) -> str:
-    """``persistent://<pulsarFunctionsNamespace>/<functionAssignmentTopicName>``."""
-    return _topic(config, config.function_assignment_topic_name)
-
-
-def coordination_topic(config: WorkerConfig) -> str:
-    """``persistent://<pulsarFunctionsNamespace>/<clusterCoordinationTopicName>``."""
-    return _topic(config, config.cluster_coordination_topic_name)
-
-
 def broker_client_settings(config: WorkerConfig) -> BrokerClientSettings:
     """The worker's client settings with Pulsar's fallbacks to the older and shared keys."""
     enabled = config.broker_client_authentication_enabled
