@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pulsar
 import pytest
@@ -132,29 +133,33 @@ def launch(
 KUBERNETES_FACTORY = "org.apache.pulsar.functions.runtime.kubernetes.KubernetesRuntimeFactory"
 
 
-def kubernetes_worker(api_url: str, state: Path, **factory: object) -> Iterator[StandaloneWorker]:
-    """A ready standalone worker (embedded broker) whose runtime is Kubernetes at
-    ``api_url`` (the in-test API server), stopped when the generator closes;
-    ``factory``: more functionRuntimeFactoryConfigs keys (jobNamespace defaults to
-    ``functions``)."""
+def configured_worker(state: Path, settings: dict[str, Any]) -> Iterator[StandaloneWorker]:
+    """A ready standalone worker (embedded broker) started with ``settings`` as its
+    ``--config`` file, stopped when the generator closes."""
     import yaml
 
     config = state / "worker.yml"
-    configs = {"k8Uri": api_url, "jobNamespace": "functions", **factory}
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "functionRuntimeFactoryClassName": KUBERNETES_FACTORY,
-                "functionRuntimeFactoryConfigs": configs,
-            }
-        )
-    )
+    config.write_text(yaml.safe_dump(settings))
     running = launch(state / "state", "--config", str(config))
     try:
         wait_ready(running)
         yield running
     finally:
         stop(running)
+
+
+def kubernetes_worker(api_url: str, state: Path, **factory: object) -> Iterator[StandaloneWorker]:
+    """A ``configured_worker`` whose runtime is Kubernetes at ``api_url`` (the in-test
+    API server); ``factory``: more functionRuntimeFactoryConfigs keys (jobNamespace
+    defaults to ``functions``)."""
+    configs = {"k8Uri": api_url, "jobNamespace": "functions", **factory}
+    yield from configured_worker(
+        state,
+        {
+            "functionRuntimeFactoryClassName": KUBERNETES_FACTORY,
+            "functionRuntimeFactoryConfigs": configs,
+        },
+    )
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.e2e.conftest import StandaloneWorker, launch, stop, wait_ready
+from tests.e2e.conftest import StandaloneWorker
+from tests.e2e.conftest import kubernetes_worker as start_kubernetes_worker
 from tests.e2e.helpers import BASE, call, function_form, register, running_count, wait_for
 from tests.harness.kubernetes_api import KubernetesApi, threaded_kubernetes_api  # noqa: F401
 
@@ -26,27 +26,9 @@ def kubernetes_worker(
     threaded_kubernetes_api: KubernetesApi,  # noqa: F811
     tmp_path: Path,
 ) -> Iterator[StandaloneWorker]:
-    config = tmp_path / "worker.yml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "functionRuntimeFactoryClassName": (
-                    "org.apache.pulsar.functions.runtime.kubernetes.KubernetesRuntimeFactory"
-                ),
-                "functionRuntimeFactoryConfigs": {
-                    "k8Uri": threaded_kubernetes_api.url,
-                    "jobNamespace": "functions",
-                    "percentMemoryPadding": 10,
-                },
-            }
-        )
+    yield from start_kubernetes_worker(
+        threaded_kubernetes_api.url, tmp_path, percentMemoryPadding=10
     )
-    worker = launch(tmp_path / "state", "--config", str(config))
-    try:
-        wait_ready(worker)
-        yield worker
-    finally:
-        stop(worker)
 
 
 def stateful_set(api: KubernetesApi) -> dict[str, Any] | None:

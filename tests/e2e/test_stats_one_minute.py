@@ -12,10 +12,9 @@ from typing import Any
 
 import pulsar
 import pytest
-import yaml
 
 from tests.conftest import quiet_client
-from tests.e2e.conftest import StandaloneWorker, kubernetes_worker, launch, stop, wait_ready
+from tests.e2e.conftest import StandaloneWorker, configured_worker, kubernetes_worker
 from tests.e2e.helpers import BASE, call, register, running_count, wait_for
 from tests.e2e.pipe import Pipe
 from tests.harness.kubernetes_kubelet import threaded_cluster
@@ -42,22 +41,14 @@ def worker(
 ) -> Iterator[StandaloneWorker]:
     """A standalone worker on the runtime the test is parametrized with."""
     state: Path = tmp_path_factory.mktemp(f"stats-{request.param}")
-    config = state / "worker.yml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "functionRuntimeFactoryClassName": RUNTIMES[request.param],
-                # The process runtime's instance logs: under the test's folder, not the repo.
-                "functionRuntimeFactoryConfigs": {"logDirectory": str(state / "logs")},
-            }
-        )
+    yield from configured_worker(
+        state,
+        {
+            "functionRuntimeFactoryClassName": RUNTIMES[request.param],
+            # The process runtime's instance logs: under the test's folder, not the repo.
+            "functionRuntimeFactoryConfigs": {"logDirectory": str(state / "logs")},
+        },
     )
-    running = launch(state / "state", "--config", str(config))
-    try:
-        wait_ready(running)
-        yield running
-    finally:
-        stop(running)
 
 
 @pytest.fixture(scope="module")
