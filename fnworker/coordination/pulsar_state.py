@@ -5,13 +5,10 @@ live fold (runtimes/instance/state_log.py); this is the admin's read and write
 
 from __future__ import annotations
 
-import uuid
-
-import pulsar
 import pulsar.asyncio as apulsar
 
 from fnworker.coordination.pulsar_transport import PulsarTopics
-from fnworker.coordination.replay import STEP_SECONDS, abandon, last_position, within
+from fnworker.coordination.replay import read_each_once
 from fnworker.scheduler.model.function_state import (
     ENCODE,
     StateRecord,
@@ -21,31 +18,16 @@ from fnworker.scheduler.model.function_state import (
 
 
 async def read_state_table(client: apulsar.Client, topic: str, incarnation: int) -> StateTable:
-    """The fold of ``topic`` for ``incarnation`` as the topic holds it now; each message
-    id is applied once (readers may get duplicates). Raises ReplayStalled when a call
-    does not answer within STEP_SECONDS."""
+    """The fold of ``topic`` for ``incarnation`` as the topic holds it now, each message
+    once. Raises ReplayStalled when a call does not answer within STEP_SECONDS."""
     table = StateTable(incarnation)
-    probe = f"fnworker-state-query-{uuid.uuid4().hex[:12]}"
-    end = await within(STEP_SECONDS, last_position(client, topic, probe), "state probe")
-    if end is None:
-        return table
-    reader = await within(
-        STEP_SECONDS, client.create_reader(topic, pulsar.MessageId.earliest), "state reader"
-    )
-    try:
-        seen: set[tuple[int, int]] = set()
-        position = (-1, -1)
-        while position < end:
-            message = await within(STEP_SECONDS, reader.read_next(), "state read")
-            position = (message.message_id().ledger_id(), message.message_id().entry_id())
-            if position in seen:
-                continue
-            seen.add(position)
-            record = decode_record(message.data())
-            if record is not None:
-                table.apply(record)
-    finally:
-        await abandon(reader)
+
+    def apply(data: bytes) -> None:
+        record = decode_record(data)
+        if record is not None:
+            table.apply(record)
+
+    await read_each_once(client, topic, apply, "state")
     return table
 
 

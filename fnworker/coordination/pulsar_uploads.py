@@ -3,11 +3,8 @@ packages), one ``UploadRecord`` per upload on the uploads index topic, and the i
 read from its start to its last entry. Every call has a deadline. Does I/O (pulsar,
 the local file).
 
-Reading the index: a probe consumer (a name of its own) gives the topic's last entry,
-then a reader from the start applies records up to it (and the rest of its batch). A
-record whose position (ledger, entry, batch index) is not after the last one applied is
-skipped (pulsar-lite's readers may deliver a message again; applying an older record
-again would make it the latest).
+Reading the index: ``replay.read_each_once`` (from the start to the last entry, each
+message once: applying an older record again would make it the latest).
 """
 
 from __future__ import annotations
@@ -17,19 +14,12 @@ from pathlib import Path
 
 import anyio
 import msgspec
-import pulsar
 import pulsar.asyncio as apulsar
 import structlog
 
 from fnworker.coordination.pulsar_packages import FETCH_TIMEOUT, fetch_chunks, store_chunks
 from fnworker.coordination.pulsar_transport import PulsarTopics
-from fnworker.coordination.replay import (
-    STEP_SECONDS,
-    abandon,
-    holds_more,
-    last_position,
-    within,
-)
+from fnworker.coordination.replay import read_each_once
 from fnworker.coordination.uploads import (
     DECODE_UPLOAD,
     ENCODE_UPLOAD,
@@ -60,36 +50,15 @@ async def store_upload(
 async def read_uploads(client: apulsar.Client, topic: str) -> dict[str, UploadRecord]:
     """The latest record of every path on the index topic as it holds it now. Raises
     ReplayStalled when a call does not answer within STEP_SECONDS."""
-    probe = f"fnworker-uploads-{uuid.uuid4().hex[:12]}"
-    end = await within(STEP_SECONDS, last_position(client, topic, probe), "uploads probe")
-    if end is None:
-        return {}
-    reader = await within(
-        STEP_SECONDS, client.create_reader(topic, pulsar.MessageId.earliest), "uploads reader"
-    )
     records: list[UploadRecord] = []
-    applied: tuple[int, int, int] = (-1, -1, -1)
 
-    async def read_one() -> None:
-        nonlocal applied
-        message = await within(STEP_SECONDS, reader.read_next(), "uploads read")
-        at = message.message_id()
-        position = (at.ledger_id(), at.entry_id(), at.batch_index())
-        if position <= applied:
-            return
-        applied = position
+    def apply(data: bytes) -> None:
         try:
-            records.append(DECODE_UPLOAD(message.data()))
+            records.append(DECODE_UPLOAD(data))
         except msgspec.DecodeError as error:
             log.warning("undecodable upload record skipped", topic=topic, error=str(error))
 
-    try:
-        while applied[:2] < end:
-            await read_one()
-        while await within(STEP_SECONDS, holds_more(reader), "uploads has_message_available"):
-            await read_one()  # the rest of the last entry's batch
-    finally:
-        await abandon(reader)
+    await read_each_once(client, topic, apply, "uploads")
     return latest_uploads(records)
 
 

@@ -17,6 +17,7 @@ of it and never waiting forever. Does I/O (a probe consumer and a reader).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -127,6 +128,42 @@ async def read_until(
         apply(message.data())
         count += 1
     return count
+
+
+async def read_each_once(
+    client: apulsar.Client, topic: str, apply: Callable[[bytes], object], what: str
+) -> None:
+    """Apply every message ``topic`` holds now, from its start to its last entry (and the
+    rest of that entry's batch), each once: a message whose position (ledger, entry,
+    batch index) is not after the last one applied is a redelivery (pulsar-lite's
+    readers may send one again) and is skipped. For the reads an API call makes (state,
+    the uploads index): one fresh reader, closed after. Raises ReplayStalled when a call
+    misses STEP_SECONDS; ``what`` names the read in that sentence."""
+    probe = f"fnworker-{what}-{uuid.uuid4().hex[:12]}"
+    end = await within(STEP_SECONDS, last_position(client, topic, probe), f"{what} probe")
+    if end is None:
+        return
+    reader = await within(
+        STEP_SECONDS, client.create_reader(topic, pulsar.MessageId.earliest), f"{what} reader"
+    )
+    applied = (-1, -1, -1)
+
+    async def read_one() -> None:
+        nonlocal applied
+        message = await within(STEP_SECONDS, reader.read_next(), f"{what} read")
+        at = message.message_id()
+        position = (at.ledger_id(), at.entry_id(), at.batch_index())
+        if position > applied:
+            applied = position
+            apply(message.data())
+
+    try:
+        while applied[:2] < end:
+            await read_one()
+        while await within(STEP_SECONDS, holds_more(reader), f"{what} has_message_available"):
+            await read_one()  # the rest of the last entry's batch
+    finally:
+        await abandon(reader)
 
 
 async def within(seconds: float, call: Awaitable[T], what: str) -> T:
