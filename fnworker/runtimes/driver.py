@@ -56,6 +56,11 @@ class RuntimeDriver(Protocol):
         """Every instance this driver currently holds (running or failed)."""
         ...
 
+    def admission_problem(self, function: FunctionRecord) -> str | None:
+        """At submission: one sentence when this runtime could not run ``function``
+        (Pulsar's RuntimeFactory.doAdmissionChecks), else None."""
+        ...
+
     async def aclose(self) -> None:
         """Stop every instance and release shared resources (clients, threads)."""
         ...

@@ -10,7 +10,7 @@ from typing import Generic, Protocol, TypeVar
 import anyio
 
 from fnworker.scheduler.model.instances import InstanceSpec
-from fnworker.scheduler.model.records import InstanceId
+from fnworker.scheduler.model.records import FunctionRecord, InstanceId
 
 
 class Held(Protocol):
@@ -53,6 +53,10 @@ class InstanceLifecycle(Generic[H]):
     def instances(self) -> set[InstanceId]:
         """Every instance held: running, starting or failed."""
         return set(self._held)
+
+    def admission_problem(self, function: FunctionRecord) -> str | None:
+        """Nothing beyond the worker's own checks stops a thread or process instance."""
+        return None
 
     async def _start_locked(self, spec: InstanceSpec, *, restarts: int) -> None:
         raise NotImplementedError

@@ -78,7 +78,7 @@ class WorkerFunctionsAdmin:
         self.state = StateService(self.reads, backend)
         self.uploads = UploadService(backend)
         self.writes.on_deleted = self.state.clear
-        self.writes.runtime_check = getattr(driver, "admission_problem", None)
+        self.writes.runtime_check = driver.admission_problem
 
     # -- reads -------------------------------------------------------------
 
