@@ -10,7 +10,7 @@ logger.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import anyio
@@ -75,11 +75,16 @@ class ProtocolDriver:
         self.nap: anyio.CancelScope | None = None
         self.running = True
         """False once ``run`` has ended: a worker that left publishes nothing more."""
+        self.watchers: list[Callable[[NodeState], None]] = []
+        """Called with the new state after every step (e.g. the transport opening or
+        closing a leader-only reader); they must not block."""
 
     def feed(self, event: Input) -> anyio.Event:
         """Step the protocol with one input and carry out its outputs; the event is set
         once every record it asked to publish is stored."""
         self.state, outputs = step(self.state, event, self.clock.now())
+        for watcher in self.watchers:
+            watcher(self.state)
         sends: list[Send] = []
         for output in outputs:
             if isinstance(output, Send):

@@ -24,6 +24,7 @@ from fnworker.coordination.driver import ProtocolDriver
 from fnworker.coordination.events import CoordinationEvent, FunctionsChanged
 from fnworker.coordination.protocol import Send, Timings, Topic
 from fnworker.coordination.protocol_backend import ProtocolBackend
+from fnworker.coordination.reader_needs import reads_heartbeats
 from fnworker.coordination.uploads import UploadRecord, latest_uploads
 from fnworker.coordination.wire import FunctionWrite
 from fnworker.scheduler.model.clock import SYSTEM_CLOCK, Clock
@@ -125,7 +126,7 @@ class MemoryCoordination(ProtocolBackend):
         heartbeats = cluster.topic("heartbeats")
         group.start_soon(mine.read, len(mine.records), driver.deliver)
         group.start_soon(cluster.topic("coordinate").read, 0, driver.deliver)
-        group.start_soon(heartbeats.read, len(heartbeats.records), driver.deliver)
+        group.start_soon(heartbeats.read, len(heartbeats.records), leader_only(driver))
         group.start_soon(metadata.read, replayed, self.apply_metadata_event)
         await group.start(driver.run)
 
@@ -168,3 +169,14 @@ class MemoryCoordination(ProtocolBackend):
     async def fetch_upload(self, record: UploadRecord) -> bytes:
         """Read the file the storing member indexed."""
         return await anyio.to_thread.run_sync(Path(record.where).read_bytes)
+
+
+def leader_only(driver: ProtocolDriver) -> Callable[[Any], None]:
+    """Deliver heartbeats only while the worker leads or takes office, as the pulsar
+    backend reads them (pulsar_leader_reader.py): what arrives meanwhile is not read."""
+
+    def deliver(record: Any) -> None:
+        if reads_heartbeats(driver.state):
+            driver.deliver(record)
+
+    return deliver

@@ -6,8 +6,9 @@ the uploads index, metadata_log.py the versioned metadata writes. See
 docs/coordination.md.
 
 Per worker: readers on the coordinate topic (leases, claims, reports), the
-heartbeats topic, the metadata topic (from the start) and its own assignment
-topic; producers for everything it publishes.
+metadata topic (from the start) and its own assignment topic, plus the heartbeats
+topic while it leads or takes office (pulsar_leader_reader.py); producers for
+everything it publishes.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from fnworker.coordination.driver import ProtocolDriver
 from fnworker.coordination.events import CoordinationEvent, FunctionsChanged
 from fnworker.coordination.fleet_settings import FleetSettings
 from fnworker.coordination.protocol_backend import ProtocolBackend
+from fnworker.coordination.pulsar_leader_reader import StateGatedReader
 from fnworker.coordination.pulsar_packages import fetch_package, store_package
 from fnworker.coordination.pulsar_state import append_state, read_state_table
 from fnworker.coordination.pulsar_transport import (
@@ -36,6 +38,7 @@ from fnworker.coordination.pulsar_transport import (
     read_forever,
 )
 from fnworker.coordination.pulsar_uploads import fetch_upload, read_uploads, store_upload
+from fnworker.coordination.reader_needs import reads_heartbeats
 from fnworker.coordination.replay import replay_topic
 from fnworker.coordination.topics import ClusterTopics
 from fnworker.coordination.uploads import UploadRecord
@@ -151,7 +154,6 @@ class PulsarCoordination(ProtocolBackend):
         log.info("start-up: opening readers", session=self.session)
         mine = await transport.reader_at_latest(self.topics.assignments_of(me.worker_id))
         coordinate = await transport.reader_near_end(self.topics.coordinate, probe)
-        heartbeats = await transport.reader_at_latest(self.topics.heartbeats)
         log.info("start-up: replaying the metadata topic")
         metadata = await replay_topic(
             transport.client, self.topics.metadata, self.apply_metadata_bytes, probe_name=probe
@@ -162,9 +164,17 @@ class PulsarCoordination(ProtocolBackend):
             me, self.session, self.settings.timings(), self.clock, transport, events
         )
         self.driver = driver
+        heartbeats = StateGatedReader(
+            self.topics.heartbeats,
+            lambda: transport.reader_at_latest(self.topics.heartbeats),
+            HEARTBEATS,
+            driver.deliver,
+            reads_heartbeats,
+        )
+        driver.watchers.append(heartbeats.watch)
+        group.start_soon(heartbeats.run)
         group.start_soon(read_forever, mine, ASSIGNMENTS, driver.deliver)
         group.start_soon(read_forever, coordinate, COORDINATE, driver.deliver)
-        group.start_soon(read_forever, heartbeats, HEARTBEATS, driver.deliver)
         group.start_soon(read_forever, metadata, METADATA, self.apply_metadata_event)
         await group.start(driver.run)
 
