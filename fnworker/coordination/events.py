@@ -33,6 +33,9 @@ class MembershipView(msgspec.Struct, frozen=True, kw_only=True):
     term: int
     leader: WorkerInfo | None
     members: tuple[WorkerInfo, ...]
+    handing_off: tuple[str, ...] = ()
+    """Members handing their instances off before they stop (the leader's view only):
+    still members, but nothing is placed on them."""
 
 
 class FunctionsChanged(msgspec.Struct, frozen=True, kw_only=True, tag=True):

@@ -5,7 +5,8 @@ Topics of one cluster, all under ``persistent://{pulsarFunctionsNamespace}/``:
 
 - ``{clusterCoordinationTopicName}``: ``Claim`` and ``Lease`` (leadership terms) and
   ``Report`` (what a worker holds, sent once per new term).
-- ``{clusterCoordinationTopicName}-heartbeats``: ``Heartbeat`` and ``Leaving``.
+- ``{clusterCoordinationTopicName}-heartbeats``: ``Heartbeat``, ``Leaving`` and
+  ``Running`` (a graceful stop's hand-off, docs/coordination.md).
 - ``{functionMetadataTopicName}``: ``FunctionWrite`` (versioned function records).
 - ``{functionAssignmentTopicName}-{worker}``: ``TermStart``, ``Assign``,
   ``Unassign`` and ``Snapshot`` for one worker only.
@@ -52,6 +53,9 @@ class Heartbeat(msgspec.Struct, frozen=True, kw_only=True, tag="heartbeat"):
     worker: WorkerInfo
     session: str
     seq: int
+    handing_off: bool = False
+    """The worker is stopping gracefully: place nothing on it, move what it holds
+    (it keeps running each instance until the new owner runs it)."""
 
 
 class Leaving(msgspec.Struct, frozen=True, kw_only=True, tag="leaving"):
@@ -70,8 +74,17 @@ class Report(msgspec.Struct, frozen=True, kw_only=True, tag="report"):
     held: tuple[Assignment, ...]
 
 
+class Running(msgspec.Struct, frozen=True, kw_only=True, tag="running"):
+    """``instances``, handed over to this worker (``Assign.handover``), run here now:
+    their previous owner may stop its copies."""
+
+    worker_id: str
+    session: str
+    instances: tuple[InstanceId, ...]
+
+
 CoordinateRecord = Claim | Lease
-HeartbeatRecord = Heartbeat | Leaving | Report
+HeartbeatRecord = Heartbeat | Leaving | Report | Running
 
 
 class TermStart(msgspec.Struct, frozen=True, kw_only=True, tag="term"):
@@ -84,6 +97,9 @@ class Assign(msgspec.Struct, frozen=True, kw_only=True, tag="assign"):
     """This worker runs ``assignment.instance`` at ``assignment.version``."""
 
     assignment: Assignment
+    handover: bool = False
+    """The previous owner is handing off and runs the instance until this worker
+    says (``Running``) that it runs it too."""
 
 
 class Unassign(msgspec.Struct, frozen=True, kw_only=True, tag="unassign"):

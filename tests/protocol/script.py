@@ -8,6 +8,8 @@ command per line, ``#`` starts a comment. docs/coordination.md lists the command
     deliver                         # deliver everything deliverable now
     freeze w1 / thaw w1             # SIGSTOP / SIGCONT
     kill w1 / stop w1 / restart w1  # SIGKILL / clean stop / start again, same id
+    handoff w1                      # graceful stop (SIGTERM): hand over, then stop
+    delay w2 runtime / release w2 runtime  # w2's runtime does not run what it gets
     partition w1 | w2 w3 / heal     # the left side loses the broker
     delay w2 coordinate / release w2 coordinate   # a reader stalls, then catches up
     drop w1 heartbeats / release w1 heartbeats    # what w1 publishes there is lost
@@ -102,6 +104,12 @@ class Runner:
         elif name in ("kill", "stop"):
             for worker in plain:
                 (sim.kill if name == "kill" else sim.stop)(worker)
+        elif name == "handoff":
+            for worker in plain:
+                sim.hand_off(worker)
+        elif name == "release" and plain[1:] == ["runtime"]:
+            sim.delayed.discard((plain[0], "runtime"))
+            sim.run_handed_over(sim.workers[plain[0]])
         elif name == "partition":
             sim.partition(plain[: plain.index("|")])
         elif name == "heal":

@@ -11,6 +11,9 @@ one simulated clock, and the faults a script or Hypothesis can inject.
   meanwhile waits in its producer and is stored when the cut heals, in order.
 - ``delay``: the worker's reader of one topic kind reads nothing until released.
 - ``drop``: what the worker publishes on one topic kind is lost until released.
+- ``hand_off``: a graceful stop (SIGTERM): the worker hands its instances over and
+  stops (``Leave``) once it holds nothing. A worker's runtime runs what it is
+  assigned at once (``InstancesRunning``), unless its ``runtime`` is delayed.
 - The leader's planning pass is the real ``LeaderPlanner`` (plan, then the automatic
   rebalance under ``Sim.policy``), as ``worker_loops.leader_pass`` runs it: whenever a
   leader's view of the fleet changed, once quiet, and when its planner's ``wake_at``
@@ -27,7 +30,9 @@ from fnworker.coordination.events import AssignmentsChanged, MembershipChanged
 from fnworker.coordination.protocol import (
     Delivered,
     Emit,
+    HandOff,
     Input,
+    InstancesRunning,
     Leave,
     NodeState,
     Note,
@@ -36,6 +41,7 @@ from fnworker.coordination.protocol import (
     Tick,
     Timings,
     Topic,
+    handed_off,
     initial_state,
     leads,
     membership_of,
@@ -164,6 +170,23 @@ class Sim:
         self.feed(self.workers[name], Leave())
         self.kill(name)
 
+    def hand_off(self, name: str) -> None:
+        """SIGTERM: the worker starts handing its instances over (it stops once done)."""
+        self.feed(self.workers[name], HandOff())
+
+    def finish_hand_offs(self) -> bool:
+        """Workers that handed everything over leave; True if any did."""
+        done = [w.name for w in self.running() if handed_off(w.state)]
+        for name in done:
+            self.stop(name)
+        return bool(done)
+
+    def run_handed_over(self, worker: SimWorker) -> None:
+        """The worker's runtime runs what was handed over to it (unless delayed)."""
+        if worker.state.awaiting and (worker.name, "runtime") not in self.delayed:
+            if not worker.frozen and self.workers.get(worker.name) is worker:
+                self.feed(worker, InstancesRunning(instances=tuple(sorted(worker.state.awaiting))))
+
     def running(self, cluster: str | None = None) -> list[SimWorker]:
         """Workers that run (not frozen), by name, in one cluster or all."""
         return [
@@ -207,6 +230,8 @@ class Sim:
                 worker.notes.append(output)
         if worker.state.fences > before.fences:
             worker.fences += 1
+        if worker.state.awaiting and not isinstance(event, InstancesRunning):
+            self.run_handed_over(worker)
         if leads(worker.state):
             self.check_one_leader(worker)
 
@@ -275,7 +300,7 @@ class Sim:
     def deliver_all(self) -> None:
         """Deliver every deliverable record and run every pending planning pass,
         until nothing is left to do."""
-        while self.deliver_round() or self.plan_round():
+        while self.deliver_round() or self.plan_round() or self.finish_hand_offs():
             pass
 
     def deliver_round(self) -> bool:
@@ -309,7 +334,7 @@ class Sim:
                 worker.planner.forget()
                 worker.moved_at.clear()
                 continue
-            workers = [m.worker_id for m in view.members]
+            workers = [m.worker_id for m in view.members if m.worker_id not in view.handing_off]
             planner = worker.planner
             changes = planner.plan(
                 self.functions.get(worker.cluster, {}),
@@ -317,6 +342,7 @@ class Sim:
                 table_of(worker.state),
                 view.term,
                 "roundrobin",
+                drained=view.handing_off,
                 now=self.now,
             )
             published |= self.publish_changes(worker, view.term, changes)

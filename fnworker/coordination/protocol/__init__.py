@@ -7,7 +7,9 @@ No I/O, no clock, no logging: imports only the wire records and scheduler.model.
 from fnworker.coordination.protocol.messages import (
     Delivered,
     Emit,
+    HandOff,
     Input,
+    InstancesRunning,
     Leave,
     Note,
     Output,
@@ -20,6 +22,7 @@ from fnworker.coordination.protocol.messages import (
 from fnworker.coordination.protocol.node import step
 from fnworker.coordination.protocol.state import (
     NodeState,
+    handed_off,
     initial_state,
     leads,
     membership_of,
@@ -30,7 +33,9 @@ from fnworker.coordination.protocol.state import (
 __all__ = [
     "Delivered",
     "Emit",
+    "HandOff",
     "Input",
+    "InstancesRunning",
     "Leave",
     "NodeState",
     "Note",
@@ -40,6 +45,7 @@ __all__ = [
     "Tick",
     "Timings",
     "Topic",
+    "handed_off",
     "initial_state",
     "leads",
     "membership_of",

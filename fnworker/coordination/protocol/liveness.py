@@ -24,6 +24,8 @@ class Seen(msgspec.Struct, frozen=True, kw_only=True):
     worker: WorkerInfo
     session: str
     at: float
+    handing_off: bool = False
+    """Its last heartbeat said it is handing its instances off (a graceful stop)."""
 
 
 EMPTY: immutables.Map[str, Seen] = immutables.Map()
@@ -34,11 +36,13 @@ class LivenessTable(msgspec.Struct, frozen=True, kw_only=True):
 
     seen: immutables.Map[str, Seen] = EMPTY
 
-    def heartbeat(self, worker: WorkerInfo, session: str, now: float) -> tuple[LivenessTable, bool]:
+    def heartbeat(
+        self, worker: WorkerInfo, session: str, now: float, handing_off: bool = False
+    ) -> tuple[LivenessTable, bool]:
         """The table after a heartbeat, and True when it starts a new session."""
         previous = self.seen.get(worker.worker_id)
         fresh = previous is None or previous.session not in (session, "")
-        seen = Seen(worker=worker, session=session, at=now)
+        seen = Seen(worker=worker, session=session, at=now, handing_off=handing_off)
         return LivenessTable(seen=self.seen.set(worker.worker_id, seen)), fresh
 
     def leaving(self, worker_id: str, session: str) -> LivenessTable | None:
@@ -88,6 +92,14 @@ class LivenessTable(msgspec.Struct, frozen=True, kw_only=True):
         """Workers heard from within ``dead_timeout``, ordered by id."""
         return tuple(
             seen.worker for _, seen in sorted(self.seen.items()) if now - seen.at < dead_timeout
+        )
+
+    def handing_off(self, now: float, dead_timeout: float) -> frozenset[str]:
+        """Live workers whose last heartbeat said they hand their instances off."""
+        return frozenset(
+            worker_id
+            for worker_id, seen in self.seen.items()
+            if seen.handing_off and now - seen.at < dead_timeout
         )
 
     def session_of(self, worker_id: str) -> str | None:

@@ -3,8 +3,9 @@ and the timings it runs by. Pure data, no I/O.
 
 Inputs: ``Tick`` (time passed; the time itself is ``step``'s ``now``),
 ``Delivered`` (a reader read a record), ``HeartbeatStored`` (a heartbeat's send
-returned), ``Publish`` (the leader's planning pass wants assignments written) and
-``Leave`` (clean shutdown).
+returned), ``Publish`` (the leader's planning pass wants assignments written),
+``HandOff`` (a graceful stop begins: hand the instances over), ``InstancesRunning``
+(the runtime runs these instances) and ``Leave`` (clean shutdown).
 Outputs: ``Send`` (publish a record on a topic), ``Emit`` (tell the worker an
 event) and ``Note`` (something worth a log line; the core never logs itself).
 """
@@ -16,7 +17,15 @@ from typing import Literal
 import msgspec
 
 from fnworker.coordination.events import CoordinationEvent
-from fnworker.coordination.wire import AssignmentRecord, Claim, Heartbeat, Lease, Leaving, Report
+from fnworker.coordination.wire import (
+    AssignmentRecord,
+    Claim,
+    Heartbeat,
+    Lease,
+    Leaving,
+    Report,
+    Running,
+)
 from fnworker.scheduler.model.records import Assignment, InstanceId
 
 
@@ -54,7 +63,7 @@ class Tick(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     """Time passed: send what is due (heartbeat, lease, claim), detect a freeze."""
 
 
-ProtocolRecord = Claim | Lease | Report | Heartbeat | Leaving | AssignmentRecord
+ProtocolRecord = Claim | Lease | Report | Heartbeat | Leaving | Running | AssignmentRecord
 
 
 class Delivered(msgspec.Struct, frozen=True, kw_only=True, tag=True):
@@ -81,7 +90,18 @@ class HeartbeatStored(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     seq: int
 
 
-Input = Tick | Delivered | Publish | Leave | HeartbeatStored
+class HandOff(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """This worker stops gracefully: from now on its heartbeats ask the leader to move
+    its instances away; it keeps running each one until its new owner runs it."""
+
+
+class InstancesRunning(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """The runtime runs ``instances`` (those handed over to this worker are confirmed)."""
+
+    instances: tuple[InstanceId, ...]
+
+
+Input = Tick | Delivered | Publish | Leave | HeartbeatStored | HandOff | InstancesRunning
 
 
 # -- outputs -------------------------------------------------------------------

@@ -11,11 +11,14 @@ feeds the inputs and carries out the outputs.
 
 from __future__ import annotations
 
+from fnworker.coordination.protocol.handoff import on_hand_off, on_instances_running
 from fnworker.coordination.protocol.messages import (
     HEARTBEATS,
     Delivered,
+    HandOff,
     HeartbeatStored,
     Input,
+    InstancesRunning,
     Leave,
     Publish,
     Send,
@@ -42,6 +45,10 @@ def step(state: NodeState, event: Input, now: float) -> Result:
         return on_publish(state, event)
     if isinstance(event, HeartbeatStored):
         return on_heartbeat_stored(state, event), []
+    if isinstance(event, HandOff):
+        return on_hand_off(state, now)
+    if isinstance(event, InstancesRunning):
+        return on_instances_running(state, event)
     assert isinstance(event, Leave)
     leaving = Leaving(worker_id=state.me.worker_id, session=state.session)
     return state, [Send(topic=HEARTBEATS, record=leaving)]

@@ -6,6 +6,11 @@ An office opens when this worker's claim wins. It is *pending* until every
 expected member has reported what it holds (or ``report_wait`` has passed), then
 *ready*: the table is rebuilt from the reports, every member's assignment topic
 is fenced with ``TermStart``, and only then does the worker lead.
+
+A member whose heartbeats say it hands off (a graceful stop) gets nothing new; an
+instance moved off it is not unassigned there at once: it stays in ``handovers``
+until the new owner says it runs it (``Running``), and only then does the old
+owner get its ``Unassign`` (docs/coordination.md, "Graceful stop: hand-off").
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from fnworker.coordination.wire import (
     Lease,
     Leaving,
     Report,
+    Running,
     Snapshot,
     TermStart,
     Unassign,
@@ -39,6 +45,8 @@ Table = Mapping[InstanceId, Assignment]
 O(n) copy per planning pass), so the leader's planner can compare it with the
 table its last plan left at C speed."""
 EMPTY_TABLE: Table = {}
+Handovers = immutables.Map[InstanceId, str]
+NO_HANDOVERS: Handovers = immutables.Map()
 
 
 class Office(msgspec.Struct, frozen=True, kw_only=True):
@@ -54,6 +62,10 @@ class Office(msgspec.Struct, frozen=True, kw_only=True):
     live: tuple[WorkerInfo, ...] = ()
     last_lease_at: float = 0.0
     lease_seq: int = 0
+    handing: frozenset[str] = frozenset()
+    """Live members handing their instances off: nothing is placed on them."""
+    handovers: Handovers = NO_HANDOVERS
+    """Instance -> the handing-off worker still running it until its new owner runs it."""
 
 
 def open_office(
@@ -159,25 +171,62 @@ def late_report(office: Office, report: Report) -> tuple[Office, list[Send]]:
 def publish(
     office: Office, assigned: Iterable[Assignment], unassigned: Iterable[InstanceId]
 ) -> tuple[Office, list[Send]]:
-    """The records of a planning pass, each on its worker's own topic, and the new table."""
+    """The records of a planning pass, each on its worker's own topic, and the new table.
+
+    An instance moved off a handing-off worker is not unassigned there: that worker
+    runs it until the new owner, told by ``Assign.handover``, says it runs it."""
     term = office.term
     sends = []
     table = dict(office.table)
+    handovers = office.handovers
     for instance in unassigned:
         previous = table.pop(instance, None)
         if previous is not None:
-            record = Unassign(instance=instance, term=term)
-            sends.append(Send(topic=assignments_topic(previous.worker), record=record))
+            sends.append(unassign(previous.worker, instance, term))
+        if instance in handovers:
+            sends.append(unassign(handovers[instance], instance, term))
+            handovers = handovers.delete(instance)
     for assignment in assigned:
         previous = table.get(assignment.instance)
         if previous is not None and previous.worker != assignment.worker:
-            record = Unassign(instance=assignment.instance, term=term)
-            sends.append(Send(topic=assignments_topic(previous.worker), record=record))
+            if previous.worker in office.handing:
+                handovers = handovers.set(assignment.instance, previous.worker)
+            else:
+                sends.append(unassign(previous.worker, assignment.instance, term))
         table[assignment.instance] = assignment
-        sends.append(
-            Send(topic=assignments_topic(assignment.worker), record=Assign(assignment=assignment))
-        )
-    return msgspec.structs.replace(office, table=table), sends
+        record = Assign(assignment=assignment, handover=assignment.instance in handovers)
+        sends.append(Send(topic=assignments_topic(assignment.worker), record=record))
+    return msgspec.structs.replace(office, table=table, handovers=handovers), sends
+
+
+def unassign(worker: str, instance: InstanceId, term: int) -> Send:
+    """The record that stops ``instance`` on ``worker``."""
+    return Send(topic=assignments_topic(worker), record=Unassign(instance=instance, term=term))
+
+
+def on_running(office: Office, running: Running) -> tuple[Office, list[Send]]:
+    """The new owner runs instances handed over to it: their old owners stop them."""
+    handovers = office.handovers
+    sends = []
+    for instance in running.instances:
+        source = handovers.get(instance)
+        current = office.table.get(instance)
+        if source is None or current is None or current.worker != running.worker_id:
+            continue
+        sends.append(unassign(source, instance, office.term))
+        handovers = handovers.delete(instance)
+    return msgspec.structs.replace(office, handovers=handovers), sends
+
+
+def with_handing(office: Office, now: float, timings: Timings) -> Office:
+    """The office with ``handing`` recomputed, and the hand-overs of workers that are
+    gone forgotten."""
+    handing = office.liveness.handing_off(now, timings.dead_timeout)
+    handovers = office.handovers
+    if handovers:
+        live = {w.worker_id for w in office.live}
+        handovers = immutables.Map({i: w for i, w in handovers.items() if w in live})
+    return msgspec.structs.replace(office, handing=handing, handovers=handovers)
 
 
 def on_heartbeat(
@@ -185,12 +234,16 @@ def on_heartbeat(
 ) -> tuple[Office, list[Send]]:
     """Update liveness; a new session (a restart, or a worker that fenced itself) gets
     a snapshot of what it should run."""
-    liveness, fresh = office.liveness.heartbeat(beat.worker, beat.session, now)
-    if not fresh:
+    liveness, fresh = office.liveness.heartbeat(beat.worker, beat.session, now, beat.handing_off)
+    flipped = beat.handing_off != (beat.worker.worker_id in office.handing)
+    if not fresh and not flipped:
         return msgspec.structs.replace(office, liveness=liveness), []
     updated = msgspec.structs.replace(
         office, liveness=liveness, live=liveness.live(now, timings.dead_timeout)
     )
+    updated = with_handing(updated, now, timings)
+    if not fresh:
+        return updated, []
     return updated, snapshot_of(office, beat.worker.worker_id, beat.session)
 
 
@@ -210,9 +263,10 @@ def on_leaving(office: Office, leaving: Leaving, now: float, timings: Timings) -
     liveness = office.liveness.leaving(leaving.worker_id, leaving.session)
     if liveness is None:
         return None
-    return msgspec.structs.replace(
+    updated = msgspec.structs.replace(
         office, liveness=liveness, live=liveness.live(now, timings.dead_timeout)
     )
+    return with_handing(updated, now, timings)
 
 
 def sweep(office: Office, now: float, timings: Timings) -> tuple[Office, tuple[str, ...] | None]:
@@ -222,7 +276,7 @@ def sweep(office: Office, now: float, timings: Timings) -> tuple[Office, tuple[s
     if live == office.live:
         return office, None
     gone = tuple(sorted({w.worker_id for w in office.live} - {w.worker_id for w in live}))
-    return msgspec.structs.replace(office, live=live), gone
+    return with_handing(msgspec.structs.replace(office, live=live), now, timings), gone
 
 
 def lease_due(office: Office, now: float, timings: Timings) -> bool:

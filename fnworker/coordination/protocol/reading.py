@@ -31,15 +31,18 @@ from fnworker.coordination.protocol.state import (
 )
 from fnworker.coordination.wire import (
     Assign,
+    AssignmentRecord,
     Claim,
     Heartbeat,
     Lease,
     Leaving,
     Report,
+    Running,
     Snapshot,
     TermStart,
     Unassign,
 )
+from fnworker.scheduler.model.records import InstanceId
 
 # -- records read ---------------------------------------------------------------
 
@@ -55,14 +58,28 @@ def on_delivered(state: NodeState, delivered: Delivered, now: float) -> Result:
         return on_heartbeat(state, record, now)
     if isinstance(record, Leaving):
         return on_leaving(state, record, now)
+    if isinstance(record, Running):
+        return on_running(state, record)
     assert isinstance(record, TermStart | Assign | Unassign | Snapshot)
     mine, change = state.mine.apply(record)
     state = msgspec.structs.replace(state, mine=mine)
+    state = msgspec.structs.replace(state, awaiting=awaiting_after(state, record))
     if change is None:
         return state, []
     assigned, unassigned = change
     event = AssignmentsChanged(term=mine.term, assigned=assigned, unassigned=unassigned)
     return state, [Emit(event=event)]
+
+
+def awaiting_after(state: NodeState, record: AssignmentRecord) -> frozenset[InstanceId]:
+    """The handed-over instances this worker still has to confirm after applying one
+    own record: a handed-over ``Assign`` adds its instance; only what it holds stays."""
+    awaiting = state.awaiting
+    if isinstance(record, Assign) and record.handover:
+        awaiting = awaiting | {record.assignment.instance}
+    if not awaiting:
+        return awaiting
+    return frozenset(i for i in awaiting if i in state.mine.held)
 
 
 def on_leadership_record(state: NodeState, record: Claim | Lease, now: float) -> Result:
@@ -147,11 +164,21 @@ def on_heartbeat(state: NodeState, beat: Heartbeat, now: float) -> Result:
     if not leads(state):
         return state, []
     assert state.office is not None
+    handing = state.office.handing
     office, sends = offices.on_heartbeat(state.office, beat, now, state.timings)
     state = msgspec.structs.replace(state, office=office)
-    if not sends:
+    if not sends and office.handing == handing:
         return state, []
     return state, [*sends, membership_changed(state)]
+
+
+def on_running(state: NodeState, running: Running) -> Result:
+    """Leader: handed-over instances run on their new owner; stop the old copies."""
+    if not leads(state):
+        return state, []
+    assert state.office is not None
+    office, sends = offices.on_running(state.office, running)
+    return msgspec.structs.replace(state, office=office), list(sends)
 
 
 def on_leaving(state: NodeState, leaving: Leaving, now: float) -> Result:

@@ -20,7 +20,7 @@ from fnworker.coordination.protocol.own_assignments import OwnAssignments
 from fnworker.coordination.wire import (
     Report,
 )
-from fnworker.scheduler.model.records import WorkerInfo
+from fnworker.scheduler.model.records import InstanceId, WorkerInfo
 
 Reports = immutables.Map[str, Report]
 NO_REPORTS: Reports = immutables.Map()
@@ -46,6 +46,10 @@ class NodeState(msgspec.Struct, frozen=True, kw_only=True):
     beat_stored_at: float
     """When the newest heartbeat the broker stored was sent: the leader has heard
     from this worker no earlier than that."""
+    handing_off: bool = False
+    """This worker stops gracefully: its heartbeats ask the leader to move its instances."""
+    awaiting: frozenset[InstanceId] = frozenset()
+    """Instances handed over to this worker whose running it has not confirmed yet."""
 
     @property
     def session(self) -> str:
@@ -84,9 +88,18 @@ def membership_of(state: NodeState) -> MembershipView:
     lead = state.leadership
     if leads(state):
         assert state.office is not None
-        return MembershipView(term=lead.term, leader=lead.leader, members=state.office.live)
+        office = state.office
+        handing = tuple(sorted(office.handing))
+        return MembershipView(
+            term=lead.term, leader=lead.leader, members=office.live, handing_off=handing
+        )
     leader = None if lead.leads(state.me.worker_id, state.session_base) else lead.leader
     return MembershipView(term=lead.term, leader=leader, members=lead.members)
+
+
+def handed_off(state: NodeState) -> bool:
+    """True once a worker that hands off holds nothing any more: it may leave."""
+    return state.handing_off and not state.mine.held
 
 
 def table_of(state: NodeState) -> Table:

@@ -63,7 +63,7 @@ def on_tick(state: NodeState, now: float) -> Result:
 def heartbeat(state: NodeState, now: float) -> tuple[NodeState, Send]:
     """The next heartbeat, and when the one after is due."""
     seq = state.heartbeat_seq + 1
-    beat = Heartbeat(worker=state.me, session=state.session, seq=seq)
+    beat = Heartbeat(worker=state.me, session=state.session, seq=seq, handing_off=state.handing_off)
     due = now + state.timings.heartbeat_interval
     in_flight = (*state.beats_in_flight[-MAX_IN_FLIGHT + 1 :], (seq, now))
     updated = msgspec.structs.replace(
