@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from anyio.abc import ObjectReceiveStream, TaskStatus
 
@@ -39,6 +39,7 @@ __all__ = [
     "AssignmentsChanged",
     "CoordinationBackend",
     "CoordinationEvent",
+    "GracefulHandOff",
     "FunctionsChanged",
     "MembershipChanged",
     "MembershipView",
@@ -113,4 +114,23 @@ class CoordinationBackend(Protocol):
 
     async def fetch_upload(self, record: UploadRecord) -> bytes:
         """The content of an upload stored by any worker."""
+        ...
+
+
+@runtime_checkable
+class GracefulHandOff(Protocol):
+    """A backend that can hand a stopping worker's instances over first
+    (docs/coordination.md, "Graceful stop: hand-off"); both protocol backends can."""
+
+    async def hand_off(self, timeout: float) -> bool:
+        """Move this worker's instances to the others and wait until each runs there
+        (at most ``timeout`` seconds); True when all were handed over."""
+        ...
+
+    def awaiting_start(self) -> frozenset[InstanceId]:
+        """Instances handed over to this worker whose running it has not confirmed."""
+        ...
+
+    def confirm_running(self, instances: Sequence[InstanceId]) -> None:
+        """The runtime runs these instances here now."""
         ...

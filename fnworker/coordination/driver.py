@@ -22,7 +22,9 @@ from fnworker.coordination.events import CoordinationEvent
 from fnworker.coordination.protocol import (
     Delivered,
     Emit,
+    HandOff,
     Input,
+    InstancesRunning,
     Leave,
     NodeState,
     Note,
@@ -30,6 +32,7 @@ from fnworker.coordination.protocol import (
     Send,
     Tick,
     Timings,
+    handed_off,
     initial_state,
     next_wake,
     step,
@@ -75,6 +78,8 @@ class ProtocolDriver:
         self.nap: anyio.CancelScope | None = None
         self.running = True
         """False once ``run`` has ended: a worker that left publishes nothing more."""
+        self.handed_over = anyio.Event()
+        """Set once a worker that hands off holds nothing any more."""
         self.watchers: list[Callable[[NodeState], None]] = []
         """Called with the new state after every step (e.g. the transport opening or
         closing a leader-only reader); they must not block."""
@@ -156,6 +161,25 @@ class ProtocolDriver:
             for send in sends:
                 if isinstance(send.record, Heartbeat):
                     self.feed(HeartbeatStored(seq=send.record.seq))
+
+    async def hand_off(self, timeout: float) -> bool:
+        """Graceful stop: ask the leader to move this worker's instances and wait (at
+        most ``timeout`` seconds) until each runs on its new owner and was unassigned
+        here; True when all were."""
+        self.watchers.append(self.note_handed_off)
+        self.feed(HandOff())
+        with anyio.move_on_after(timeout):
+            await self.handed_over.wait()
+        return self.handed_over.is_set()
+
+    def note_handed_off(self, state: NodeState) -> None:
+        """A watcher: wake ``hand_off`` once this worker holds nothing any more."""
+        if handed_off(state):
+            self.handed_over.set()
+
+    def confirm_running(self, instances: Sequence[InstanceId]) -> None:
+        """The runtime runs ``instances``: confirm those handed over to this worker."""
+        self.feed(InstancesRunning(instances=tuple(instances)))
 
     async def leave(self) -> None:
         """Say goodbye so the leader moves this worker's instances at once (best effort)."""

@@ -77,6 +77,24 @@ class ProtocolBackend:
         """The whole fleet's assignments (the leader's table; empty elsewhere)."""
         return table_of(self.driver.state) if self.driver is not None else {}
 
+    async def hand_off(self, timeout: float) -> bool:
+        """Graceful stop: hand this worker's instances to the others first (at most
+        ``timeout`` seconds); False when alone, when the timeout is 0 or passed."""
+        me = self.me.worker_id if self.me else ""
+        others = [m for m in self.membership().members if m.worker_id != me]
+        if self.driver is None or timeout <= 0 or not others:
+            return False
+        return await self.driver.hand_off(timeout)
+
+    def awaiting_start(self) -> frozenset[InstanceId]:
+        """Instances handed over to this worker whose running it has not confirmed."""
+        return self.driver.state.awaiting if self.driver is not None else frozenset()
+
+    def confirm_running(self, instances: Sequence[InstanceId]) -> None:
+        """These instances run here now (those handed over are confirmed to the leader)."""
+        if self.driver is not None:
+            self.driver.confirm_running(instances)
+
     async def publish_assignments(
         self, term: int, assigned: Sequence[Assignment], unassigned: Sequence[InstanceId]
     ) -> None:

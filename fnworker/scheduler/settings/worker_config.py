@@ -297,6 +297,9 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     rebalance_min_interval_ms: NonNegativeInt = 2000
     rebalance_max_moves_per_pass: PositiveInt = 100
     rebalance_move_cooldown_ms: NonNegativeInt = 30_000
+    # A graceful stop (SIGTERM) hands instances over first, for at most this long
+    # (docs/coordination.md, "Graceful stop: hand-off"); 0: stop them at once.
+    graceful_handoff_timeout_ms: NonNegativeInt = 10_000
     max_package_size_bytes: PositiveInt = 100 * 1024 * 1024
     max_request_body_bytes: PositiveInt = 110 * 1024 * 1024
     # fnworker admission limits (docs/limits.md): a function over one is refused with a 400.

@@ -13,7 +13,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import NoReturn
 
@@ -143,15 +143,36 @@ async def run_until_signalled(
         )
         if callable(on_ready):
             group.start_soon(on_ready, worker, config)
+        handoff_seconds = config.graceful_handoff_timeout_ms / 1000
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for received in signals:
                 log.info(
                     "signal received, stopping",
                     signal=received.name,
-                    bound_seconds=STOP_BOUND_SECONDS,
+                    bound_seconds=STOP_BOUND_SECONDS + handoff_seconds,
                 )
                 break
-        exit_after(STOP_BOUND_SECONDS)
+            exit_after(STOP_BOUND_SECONDS + handoff_seconds)
+            await hand_off_unless_signalled(worker, signals)
+        group.cancel_scope.cancel()
+
+
+async def hand_off_unless_signalled(
+    worker: RunningWorker, signals: AsyncIterator[signal.Signals]
+) -> None:
+    """A graceful stop's hand-off (``gracefulHandoffTimeoutMs``, skipped by a worker
+    alone); a second stop signal cuts it short."""
+    if worker.hand_off is None:
+        return
+    async with anyio.create_task_group() as group:
+
+        async def second_signal() -> None:
+            async for _ in signals:
+                log.info("second stop signal: stopping without finishing the hand-off")
+                group.cancel_scope.cancel()
+
+        group.start_soon(second_signal)
+        await worker.hand_off()
         group.cancel_scope.cancel()
 
 

@@ -153,14 +153,15 @@ async def leader_pass(
     if view.leader is None or view.leader.worker_id != me.worker_id:
         planner.forget()
         return
-    workers = control.eligible(view.members)
+    handing = set(view.handing_off)  # stopping gracefully: a drain they ask for
+    workers = [w for w in control.eligible(view.members) if w not in handing]
     planned = planner.plan(
         admitted(backend.functions(), admission),
         workers,
         backend.assignments(),
         view.term,
         strategy,
-        drained=control.drains,
+        drained=handing.union(control.drains),
         now=now,
     )
     if not planned.is_empty():

@@ -6,6 +6,7 @@ anyio task group. Cancelling the group stops everything, cleanly and shielded.
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,7 +17,7 @@ import structlog
 from aiohttp import web
 from anyio.abc import TaskStatus
 
-from fnworker.coordination.backend import CoordinationBackend
+from fnworker.coordination.backend import CoordinationBackend, GracefulHandOff
 from fnworker.coordination.embedded_broker import free_loopback_port
 from fnworker.runtimes.broker_client import with_tls_scheme
 from fnworker.runtimes.driver import RuntimeDriver
@@ -58,6 +59,7 @@ from fnworker.scheduler.settings.worker_config import (
     web_tls_enabled,
 )
 from fnworker.scheduler.worker.broker_detection import with_broker_workarounds
+from fnworker.scheduler.worker.handoff_loops import confirm_handed_over, hand_off
 from fnworker.scheduler.worker.worker_loops import (
     LocalAssignments,
     Reconciler,
@@ -81,6 +83,24 @@ class RunningWorker:
     info: WorkerInfo
     admin_url: str
     admin: WorkerFunctionsAdmin
+    hand_off: Callable[[], Awaitable[bool]] | None = None
+    """A graceful stop's first step: hand the instances to the others (bounded by
+    ``gracefulHandoffTimeoutMs``); True when every one was. Then cancel the worker."""
+
+
+def graceful_hand_off(
+    config: WorkerConfig, backend: CoordinationBackend
+) -> Callable[[], Awaitable[bool]] | None:
+    """What ``RunningWorker.hand_off`` does for this backend (None: it cannot)."""
+    if not isinstance(backend, GracefulHandOff):
+        return None
+    handing: GracefulHandOff = backend
+    timeout = config.graceful_handoff_timeout_ms / 1000
+
+    async def run() -> bool:
+        return await hand_off(handing, timeout)
+
+    return run
 
 
 def client_settings_of(config: WorkerConfig) -> ClientSettings:
@@ -290,7 +310,15 @@ async def serve_worker(
                 policy_of(config),
             )
             group.start_soon(reconciler.run, reconcile_wakeup)
-            task_status.started(RunningWorker(info=me, admin_url=admin_url, admin=admin))
+            if isinstance(backend, GracefulHandOff):
+                group.start_soon(confirm_handed_over, backend, driver)
+            started = RunningWorker(
+                info=me,
+                admin_url=admin_url,
+                admin=admin,
+                hand_off=graceful_hand_off(config, backend),
+            )
+            task_status.started(started)
     finally:
         with anyio.CancelScope(shield=True):
             await shut_down(reconciler, admin, runner)
