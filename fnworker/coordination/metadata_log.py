@@ -30,6 +30,10 @@ class MetadataLog:
         """Every function, as this worker's reader has applied them."""
         return self.view.functions
 
+    def restore(self, functions: Mapping[Fqfn, FunctionRecord]) -> None:
+        """Start from a snapshot's functions (before any record is applied)."""
+        self.view.functions = dict(functions)
+
     def apply(self, write: FunctionWrite) -> bool:
         """Apply one record of the topic and settle any writer waiting on its version."""
         applied = self.view.apply(write)

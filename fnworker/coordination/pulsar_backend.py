@@ -19,6 +19,7 @@ from pathlib import Path
 
 import anyio
 import msgspec
+import pulsar
 import pulsar.asyncio as apulsar
 import structlog
 from anyio.abc import ObjectReceiveStream, TaskGroup, TaskStatus
@@ -27,8 +28,11 @@ from anyio.streams.memory import MemoryObjectSendStream
 from fnworker.coordination.driver import ProtocolDriver
 from fnworker.coordination.events import CoordinationEvent, FunctionsChanged
 from fnworker.coordination.fleet_settings import FleetSettings
+from fnworker.coordination.metadata_snapshot import SnapshotSettings
+from fnworker.coordination.protocol import leads
 from fnworker.coordination.protocol_backend import ProtocolBackend
 from fnworker.coordination.pulsar_leader_reader import StateGatedReader
+from fnworker.coordination.pulsar_metadata import SnapshotWriter, load_snapshot, message_id_of
 from fnworker.coordination.pulsar_packages import fetch_package, store_package
 from fnworker.coordination.pulsar_state import append_state, read_state_table
 from fnworker.coordination.pulsar_transport import (
@@ -39,7 +43,7 @@ from fnworker.coordination.pulsar_transport import (
 )
 from fnworker.coordination.pulsar_uploads import fetch_upload, read_uploads, store_upload
 from fnworker.coordination.reader_needs import reads_heartbeats
-from fnworker.coordination.replay import replay_topic
+from fnworker.coordination.replay import Cursor, Replayed, replay_from
 from fnworker.coordination.topics import ClusterTopics
 from fnworker.coordination.uploads import UploadRecord
 from fnworker.coordination.wire import (
@@ -71,12 +75,17 @@ class PulsarCoordination(ProtocolBackend):
     """One worker's handle on its cluster's coordination topics."""
 
     def __init__(
-        self, settings: FleetSettings, topics: ClusterTopics, clock: Clock = SYSTEM_CLOCK
+        self,
+        settings: FleetSettings,
+        topics: ClusterTopics,
+        clock: Clock = SYSTEM_CLOCK,
+        snapshots: SnapshotSettings | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
         self.topics = topics
         self.clock = clock
+        self.snapshots = snapshots or SnapshotSettings()
         self.pulsar: PulsarTopics | None = None
 
     # -- the CoordinationBackend contract -----------------------------------
@@ -154,11 +163,11 @@ class PulsarCoordination(ProtocolBackend):
         log.info("start-up: opening readers", session=self.session)
         mine = await transport.reader_at_latest(self.topics.assignments_of(me.worker_id))
         coordinate = await transport.reader_near_end(self.topics.coordinate, probe)
-        log.info("start-up: replaying the metadata topic")
-        metadata = await replay_topic(
-            transport.client, self.topics.metadata, self.apply_metadata_bytes, probe_name=probe
+        replayed = await self.replay_metadata(transport, probe)
+        writer = SnapshotWriter(
+            transport, self.topics.metadata_snapshots, self.snapshots, me.worker_id
         )
-        log.info("start-up: metadata read", functions=len(self.metadata.functions()))
+        writer.read(replayed.last, replayed.applied)
         events.send_nowait(FunctionsChanged(changed=tuple(self.metadata.functions().values())))
         driver = ProtocolDriver(
             me, self.session, self.settings.timings(), self.clock, transport, events
@@ -175,12 +184,71 @@ class PulsarCoordination(ProtocolBackend):
         group.start_soon(heartbeats.run)
         group.start_soon(read_forever, mine, ASSIGNMENTS, driver.deliver)
         group.start_soon(read_forever, coordinate, COORDINATE, driver.deliver)
-        group.start_soon(read_forever, metadata, METADATA, self.apply_metadata_event)
+        driver.watchers.append(lambda state: writer.offer(self.metadata.functions(), leads(state)))
+        group.start_soon(writer.run)
+        group.start_soon(self.read_metadata, replayed, writer)
         await group.start(driver.run)
 
-    def apply_metadata_bytes(self, data: bytes) -> bool:
-        """Decode and apply one record of the metadata topic (start-up replay)."""
-        return self.metadata.apply(METADATA.decode(data))
+    async def replay_metadata(self, transport: PulsarTopics, probe: str) -> Replayed:
+        """Catch up on the metadata topic: from the last complete snapshot when there
+        is one (pulsar_metadata.py), else from the topic's first record."""
+        started = anyio.current_time()
+        snapshot = None
+        if self.snapshots.read:
+            snapshot = await load_snapshot(
+                transport.client, self.topics.metadata_snapshots, self.topics.metadata, probe
+            )
+        start = message_id_of(snapshot.through) if snapshot is not None else None
+        if snapshot is not None and start is not None:
+            self.metadata.restore(snapshot.view())
+            log.info(
+                "start-up: metadata snapshot loaded",
+                snapshot=snapshot.snapshot_id,
+                functions=len(snapshot.functions),
+                through=str(start),
+            )
+        log.info("start-up: replaying the metadata topic", after_snapshot=start is not None)
+        replayed = await replay_from(
+            transport.client,
+            self.topics.metadata,
+            self.apply_metadata_message,
+            probe_name=probe,
+            start=start,
+        )
+        log.info(
+            "start-up: metadata read",
+            functions=len(self.metadata.functions()),
+            records_replayed=replayed.applied,
+            from_snapshot=start is not None,
+            seconds=round(anyio.current_time() - started, 3),
+        )
+        return replayed
+
+    async def read_metadata(self, replayed: Replayed, writer: SnapshotWriter) -> None:
+        """Apply every metadata record written after the start-up replay, each once,
+        and let the snapshot writer count it (and take a snapshot when due)."""
+        cursor = Cursor(replayed.last)
+        while True:
+            message = await replayed.reader.read_next()
+            if not cursor.take(message):
+                continue
+            try:
+                write = METADATA.decode(message.data())
+            except msgspec.DecodeError as error:
+                log.warning("undecodable metadata record skipped", error=str(error))
+            else:
+                self.apply_metadata_event(write)
+            writer.read(message.message_id())
+            if self.driver is not None:
+                writer.offer(self.metadata.functions(), leads(self.driver.state))
+
+    def apply_metadata_message(self, message: pulsar.Message) -> None:
+        """Decode and apply one message of the metadata topic (start-up replay); an
+        undecodable one is logged and skipped, as the live reader does."""
+        try:
+            self.metadata.apply(METADATA.decode(message.data()))
+        except msgspec.DecodeError as error:
+            log.warning("undecodable metadata record skipped", error=str(error))
 
     async def append_metadata(self, write: FunctionWrite) -> None:
         """Send one write to the metadata topic."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import anyio
 import pulsar
@@ -51,17 +51,51 @@ async def replay_topic(
     step_seconds: float = STEP_SECONDS,
 ) -> apulsar.Reader:
     """Apply every record ``topic`` holds now, from its start; return the reader,
-    which then delivers what is written later.
+    which then delivers what is written later (``replay_from`` without a start)."""
+    replayed = await replay_from(
+        client,
+        topic,
+        lambda message: apply(message.data()),
+        probe_name=probe_name,
+        step_seconds=step_seconds,
+    )
+    return replayed.reader
+
+
+class Replayed(NamedTuple):
+    """What a start-up replay leaves: the reader (it delivers what is written
+    later), the last message applied (or the start, when none was) and how many
+    messages were applied."""
+
+    reader: apulsar.Reader
+    last: pulsar.MessageId | None
+    applied: int
+
+
+async def replay_from(
+    client: apulsar.Client,
+    topic: str,
+    apply: Callable[[pulsar.Message], object],
+    *,
+    probe_name: str,
+    start: pulsar.MessageId | None = None,
+    step_seconds: float = STEP_SECONDS,
+) -> Replayed:
+    """Apply every message ``topic`` holds now after ``start`` (exclusive; None: from
+    its first message), each once (a redelivered message, whose position is not after
+    the last one applied, is skipped).
 
     A failed or stalled attempt is logged and made again with a new reader after a
-    pause that grows to 5 s."""
+    pause that grows to 5 s; the new reader starts at ``start`` again and skips what
+    was applied already."""
     attempt = 1
+    cursor = Cursor(start)
     while True:
         try:
             end = await within(step_seconds, last_position(client, topic, probe_name), "probe")
             reader = await within(
                 step_seconds,
-                client.create_reader(topic, pulsar.MessageId.earliest),
+                client.create_reader(topic, pulsar.MessageId.earliest if start is None else start),
                 "create_reader",
             )
         except (ReplayStalled, apulsar.PulsarException) as error:
@@ -69,15 +103,57 @@ async def replay_topic(
             attempt += 1
             continue
         try:
-            count = await read_until(reader, end, apply, step_seconds)
+            if end is not None:  # an empty topic: nothing to read (and no batch to finish)
+                await read_until(
+                    reader, cursor.remaining(end), cursor.applying(apply), step_seconds
+                )
         except (ReplayStalled, apulsar.PulsarException) as error:
             await abandon(reader)
             await pause_after(error, topic, attempt)
             attempt += 1
             continue
         if attempt > 1:
-            log.info("replay finished after a stall", topic=topic, attempt=attempt, records=count)
-        return reader
+            log.info("replay finished after a stall", topic=topic, attempt=attempt)
+        return Replayed(reader=reader, last=cursor.last, applied=cursor.count)
+
+
+def position_of(message_id: pulsar.MessageId) -> tuple[int, int, int]:
+    """(ledger, entry, batch index) of a message: its place in the topic."""
+    return (message_id.ledger_id(), message_id.entry_id(), message_id.batch_index())
+
+
+class Cursor:
+    """The last message a reader of one topic applied; skips redeliveries."""
+
+    def __init__(self, start: pulsar.MessageId | None = None) -> None:
+        self.last = start
+        self.at = position_of(start) if start is not None else (-1, -1, -1)
+        self.count = 0
+
+    def remaining(self, end: Position | None) -> Position | None:
+        """``end`` if there is anything to read up to it after this cursor, else None."""
+        if end is None or end <= self.at[:2]:
+            return None
+        return end
+
+    def take(self, message: pulsar.Message) -> bool:
+        """True (and move on) when ``message`` comes after the last one applied."""
+        position = position_of(message.message_id())
+        if position <= self.at:
+            return False
+        self.at, self.last = position, message.message_id()
+        self.count += 1
+        return True
+
+    def applying(
+        self, apply: Callable[[pulsar.Message], object]
+    ) -> Callable[[pulsar.Message], object]:
+        """``apply`` for the messages this cursor takes; others are skipped."""
+
+        def applied(message: pulsar.Message) -> object:
+            return apply(message) if self.take(message) else None
+
+        return applied
 
 
 async def last_position(client: apulsar.Client, topic: str, probe_name: str) -> Position | None:
@@ -108,24 +184,23 @@ async def last_message_id(
 async def read_until(
     reader: apulsar.Reader,
     end: Position | None,
-    apply: Callable[[bytes], object],
+    apply: Callable[[pulsar.Message], object],
     step_seconds: float,
 ) -> int:
-    """Apply records up to and including the entry at ``end``; the number read.
+    """Apply messages up to and including the entry at ``end`` (None: nothing to
+    reach), then the rest of the batch the reader is in; the number read.
 
     Reaching that entry delivers its whole batch to the reader at once, so the rest
     of the batch is read while the reader still holds messages."""
-    if end is None:
-        return 0
     count, position = 0, (-1, -1)
-    while position < end:
+    while end is not None and position < end:
         message = await within(step_seconds, reader.read_next(), f"read_next after {count}")
-        apply(message.data())
+        apply(message)
         count += 1
         position = (message.message_id().ledger_id(), message.message_id().entry_id())
     while await within(step_seconds, holds_more(reader), f"has_message_available at {count}"):
         message = await within(step_seconds, reader.read_next(), f"read_next after {count}")
-        apply(message.data())
+        apply(message)
         count += 1
     return count
 

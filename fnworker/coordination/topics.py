@@ -23,6 +23,8 @@ class ClusterTopics(msgspec.Struct, frozen=True, kw_only=True):
     uploads: str
     """The uploads index: one ``UploadRecord`` per upload (coordination/uploads.py)."""
     assignments_prefix: str
+    metadata_snapshots: str = ""
+    """Snapshots of the metadata topic (coordination/metadata_snapshot.py)."""
 
     def assignments_of(self, worker_id: str) -> str:
         """The assignment topic only ``worker_id`` reads."""
@@ -54,4 +56,5 @@ def cluster_topics(
         packages=f"{base}/{metadata}-packages",
         uploads=f"{base}/{metadata}-uploads",
         assignments_prefix=f"{base}/{assignments}",
+        metadata_snapshots=f"{base}/{metadata}-snapshots",
     )
