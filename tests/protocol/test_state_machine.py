@@ -1,7 +1,8 @@
 """Random schedules against the pure protocol (Hypothesis state machine over the
 simulated fleet of tests/protocol/sim.py): workers start, die, stop, restart,
-freeze and thaw, lose the broker, have a reader stall or their heartbeats lost,
-while time passes with or without deliveries.
+hand their instances off (a graceful stop; a new owner's runtime may be slow to
+run what it was handed), freeze and thaw, lose the broker, have a reader stall
+or their heartbeats lost, while time passes with or without deliveries.
 
 Safety, checked on every step by the simulation itself:
 - at most one worker ever leads a term (``Sim.check_one_leader``);
@@ -51,6 +52,16 @@ class FleetSchedules(RuleBasedStateMachine):
         worker = self.sim.workers.get(name)
         if worker is not None and not (clean and (worker.frozen or name in self.sim.cut)):
             (self.sim.stop if clean else self.sim.kill)(name)
+
+    @rule(name=st.sampled_from(NAMES))
+    def hand_off(self, name: str) -> None:
+        worker = self.sim.workers.get(name)
+        if worker is not None and not worker.frozen:
+            self.sim.hand_off(name)
+
+    @rule(name=st.sampled_from(NAMES))
+    def delay_runtime(self, name: str) -> None:
+        self.sim.delayed.add((name, "runtime"))
 
     @rule(name=st.sampled_from(NAMES))
     def restart(self, name: str) -> None:
