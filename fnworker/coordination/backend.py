@@ -122,9 +122,10 @@ class GracefulHandOff(Protocol):
     """A backend that can hand a stopping worker's instances over first
     (docs/coordination.md, "Graceful stop: hand-off"); both protocol backends can."""
 
-    async def hand_off(self, timeout: float) -> bool:
+    async def hand_off(self, timeout: float) -> bool | None:
         """Move this worker's instances to the others and wait until each runs there
-        (at most ``timeout`` seconds); True when all were handed over."""
+        (at most ``timeout`` seconds); True when all were handed over, None when
+        there was no hand-off (alone, or ``timeout`` 0)."""
         ...
 
     def awaiting_start(self) -> frozenset[InstanceId]:

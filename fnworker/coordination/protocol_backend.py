@@ -77,13 +77,14 @@ class ProtocolBackend:
         """The whole fleet's assignments (the leader's table; empty elsewhere)."""
         return table_of(self.driver.state) if self.driver is not None else {}
 
-    async def hand_off(self, timeout: float) -> bool:
+    async def hand_off(self, timeout: float) -> bool | None:
         """Graceful stop: hand this worker's instances to the others first (at most
-        ``timeout`` seconds); False when alone, when the timeout is 0 or passed."""
+        ``timeout`` seconds); True when all were, False when the timeout passed, None
+        when there was no hand-off (alone in the fleet, or ``timeout`` 0)."""
         me = self.me.worker_id if self.me else ""
         others = [m for m in self.membership().members if m.worker_id != me]
         if self.driver is None or timeout <= 0 or not others:
-            return False
+            return None
         return await self.driver.hand_off(timeout)
 
     def awaiting_start(self) -> frozenset[InstanceId]:

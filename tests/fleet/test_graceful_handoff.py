@@ -221,3 +221,16 @@ def test_a_rolling_restart_loses_nothing_and_never_pauses_long(
     early = [f"{s.name}: {e}" for s in stops for e in stopped_before_successor(fleet, s)]
     assert not early, f"stopped before the successor started: {early}; {summary}"
     assert max(s.largest_gap()[0] for s in streams) <= GAP_BOUND, summary
+
+
+def test_a_worker_alone_stops_without_a_hand_off(fleet: Fleet) -> None:
+    # Nobody to hand over to (a standalone worker): it stops its instances at once.
+    alone = fleet.start("w1", **SETTINGS)
+    eventually(lambda: leader_seen_by_all([alone]), 90, "w1 leads itself")
+    register(alone, "solo")
+    eventually(lambda: holders([alone]), 60, "solo runs")
+    fleet.signal("w1", signal.SIGTERM)
+    alone.process.wait(timeout=60)
+    assert "graceful stop: no hand-off" in alone.log()
+    assert "handing instances off" not in alone.log()
+    assert "worker stopped" in alone.log()

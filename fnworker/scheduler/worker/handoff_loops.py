@@ -40,12 +40,11 @@ def is_running(driver: RuntimeDriver, instance: InstanceId) -> bool:
 async def hand_off(backend: GracefulHandOff, timeout: float) -> bool:
     """Hand this worker's instances to the others before it stops (at most
     ``timeout`` seconds); logs how it went. True when every instance was."""
-    log.info("graceful stop: handing instances off", timeout_seconds=timeout)
     started = anyio.current_time()
-    done = await backend.hand_off(timeout)
-    log.info(
-        "graceful stop: hand-off ended",
-        complete=done,
-        seconds=round(anyio.current_time() - started, 3),
-    )
-    return done
+    outcome = await backend.hand_off(timeout)
+    if outcome is None:
+        log.info("graceful stop: no hand-off (alone in the fleet, or its timeout is 0)")
+        return False
+    seconds = round(anyio.current_time() - started, 3)
+    log.info("graceful stop: hand-off ended", complete=outcome, seconds=seconds)
+    return outcome
