@@ -213,8 +213,8 @@ class SnapshotWriter:
         async for functions, through in self.queue_out:
             try:
                 await self.write(functions, through)
-            except apulsar.PulsarException as error:
-                log.warning("metadata snapshot not written", error=str(error))
+            except Exception as error:  # noqa: BLE001 - a snapshot is optional; the worker goes on
+                log.warning("metadata snapshot not written", error=repr(error))
             finally:
                 self.busy = False
 
