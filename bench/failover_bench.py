@@ -51,6 +51,14 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.common import results_dir
+from bench.failover_phases import (
+    brief,
+    failover_phases,
+    fmt,
+    phase_summary,
+    print_phases,
+    read_events,
+)
 from fnworker.coordination.embedded_broker import start_embedded_broker  # noqa: E402
 from tests.e2e.helpers import call  # noqa: E402
 from tests.fleet.conftest import (  # noqa: E402
@@ -117,13 +125,46 @@ SETTLE_SECONDS = 180.0
 """How long a fleet may take to run every instance once between trials (``--settle``)."""
 
 
+STUCK_SECONDS = 60.0
+"""After this long unsettled, a worker that runs fewer instances than it is assigned
+is restarted once (``--stuck``; counted in ``STUCK_RESTARTS``)."""
+STUCK_RESTARTS: list[dict[str, Any]] = []
+
+
+def restart_stuck(fleet: Fleet, n: int) -> None:
+    """Restart (SIGKILL, same id) each worker that runs fewer instances than the
+    leader assigns it: seen 2026-12-04 after a restart, a worker that applied the
+    first assignment record of a rebalance and never read the rest (its assignment
+    topic held them all), so the fleet never settled. Recorded, not hidden."""
+    workers = list(fleet.workers.values())
+    placed = table(workers[0])
+    running = holders(workers)
+    for name in NAMES:
+        assigned = sum(1 for w in placed.values() if w == name)
+        runs = sum(1 for on in running.values() if name in on)
+        if runs < assigned:
+            log(f"{name} runs {runs} of its {assigned} instances: restarting it")
+            STUCK_RESTARTS.append(
+                {"worker": name, "runs": runs, "assigned": assigned, "at": time.time()}
+            )
+            fleet.workers[name].process.kill()
+            fleet.workers[name].process.wait()
+            fleet.start(name)
+
+
 def rebalance(fleet: Fleet, n: int) -> dict[str, str]:
     """Rejoin check, rebalance, and wait until balanced and every instance runs once."""
     workers = list(fleet.workers.values())
     wait_for(lambda: leader_of(workers), 90, "one leader seen by all three", 0.2)
-    wait_for(
-        lambda: settled(fleet, n), SETTLE_SECONDS, "every instance placed and running once", 0.3
-    )
+    try:
+        wait_for(lambda: settled(fleet, n), STUCK_SECONDS, "every instance running once", 0.3)
+    except RuntimeError:
+        restart_stuck(fleet, n)
+        workers = list(fleet.workers.values())
+        wait_for(lambda: leader_of(workers), 90, "one leader seen by all three", 0.2)
+        wait_for(
+            lambda: settled(fleet, n), SETTLE_SECONDS, "every instance placed and running once", 0.3
+        )
     reply = call(workers[0].admin_url, "PUT", "/admin/v2/worker/rebalance")
     if reply.status != 200:
         raise RuntimeError(f"rebalance: {reply.status} {reply.body!r}")
@@ -135,18 +176,23 @@ def rebalance(fleet: Fleet, n: int) -> dict[str, str]:
         counts = [list(placed.values()).count(w) for w in NAMES]
         return placed if max(counts) - min(counts) <= 1 else None
 
-    placed = wait_for(balanced, SETTLE_SECONDS, "balanced and running once", 0.3)
+    try:
+        placed: dict[str, str] = wait_for(balanced, STUCK_SECONDS, "balanced, running once", 0.3)
+    except RuntimeError:
+        restart_stuck(fleet, n)
+        return rebalance(fleet, n)
     time.sleep(1.0)  # let the fleet go quiet before the next disruption
     return placed
 
 
 def measure_move(
     survivors: list[FleetWorker], moved: set[str], n: int, victim: str, t0: float, limit: float
-) -> dict[str, float | None]:
+) -> dict[str, Any]:
     """Seconds from t0 until the leader reassigned ``moved`` and until they run on survivors."""
     reassigned: float | None = None
     running: float | None = None
     polls = 0
+    poll_seconds: list[float] = []
     asker = survivors[0]
     while (reassigned is None or running is None) and time.monotonic() - t0 < limit:
         polls += 1
@@ -158,13 +204,30 @@ def measure_move(
             except Exception:  # noqa: BLE001 - leader in transition
                 pass
         if running is None:
+            asked = time.monotonic()
             try:
                 if moved <= set(holders(survivors)):
                     running = time.monotonic() - t0
             except Exception:  # noqa: BLE001
                 pass
+            poll_seconds.append(time.monotonic() - asked)
         time.sleep(POLL)
-    return {"reassigned": reassigned, "running": running, "polls": polls}
+    return {
+        "reassigned": reassigned,
+        "running": running,
+        "polls": polls,
+        "running_poll_ms_p50": 1000 * statistics.median(poll_seconds) if poll_seconds else None,
+        "running_poll_ms_max": 1000 * max(poll_seconds) if poll_seconds else None,
+    }
+
+
+def phases_of(
+    fleet: Fleet, t0_wall: float, victim: str, moved: set[str], result: dict[str, Any]
+) -> dict[str, Any]:
+    """Where the time went (bench/failover_phases.py), from every worker's log."""
+    logs = {name: worker.log_path for name, worker in fleet.workers.items()}
+    events = read_events(logs, t0_wall - 0.5, time.time())
+    return failover_phases(events, t0_wall, victim, moved, result["running"])
 
 
 def pick_victim(fleet: Fleet, leader: str, placed: dict[str, str], trial: int) -> str:
@@ -180,11 +243,12 @@ def trial_kill(fleet: Fleet, n: int, trial: int, limit: float) -> dict[str, Any]
     moved = {i for i, w in placed.items() if w == victim}
     survivors = [w for w in fleet.workers.values() if w.name != victim]
     process = fleet.workers[victim].process
-    t0 = time.monotonic()
+    t0_wall, t0 = time.time(), time.monotonic()
     process.send_signal(signal.SIGKILL)
     result = measure_move(survivors, moved, n, victim, t0, limit)
     process.wait()
-    log(f"kill #{trial + 1}: {victim} ({len(moved)} instances), leader {leader}: {result}")
+    result["phases"] = phases_of(fleet, t0_wall, victim, moved, result)
+    log(f"kill #{trial + 1}: {victim} ({len(moved)} instances), leader {leader}: {brief(result)}")
     fleet.start(victim)
     return {"victim": victim, "leader": leader, "moved": len(moved), **result}
 
@@ -196,13 +260,14 @@ def trial_stop(fleet: Fleet, n: int, trial: int, limit: float) -> dict[str, Any]
     victim = pick_victim(fleet, leader, placed, trial)
     moved = {i for i, w in placed.items() if w == victim}
     survivors = [w for w in fleet.workers.values() if w.name != victim]
-    t0 = time.monotonic()
+    t0_wall, t0 = time.time(), time.monotonic()
     fleet.signal(victim, signal.SIGSTOP)
     try:
         result = measure_move(survivors, moved, n, victim, t0, limit)
     finally:
         fleet.signal(victim, signal.SIGCONT)
-    log(f"stop #{trial + 1}: {victim} ({len(moved)} instances), leader {leader}: {result}")
+    result["phases"] = phases_of(fleet, t0_wall, victim, moved, result)
+    log(f"stop #{trial + 1}: {victim} ({len(moved)} instances), leader {leader}: {brief(result)}")
     return {"victim": victim, "leader": leader, "moved": len(moved), **result}
 
 
@@ -213,7 +278,7 @@ def trial_leader(fleet: Fleet, n: int, trial: int, limit: float) -> dict[str, An
     moved = {i for i, w in placed.items() if w == old}
     survivors = [w for w in fleet.workers.values() if w.name != old]
     process = fleet.workers[old].process
-    t0 = time.monotonic()
+    t0_wall, t0 = time.time(), time.monotonic()
     process.send_signal(signal.SIGKILL)
     new_leader: float | None = None
     new: str | None = None
@@ -225,9 +290,10 @@ def trial_leader(fleet: Fleet, n: int, trial: int, limit: float) -> dict[str, An
         time.sleep(POLL)
     result = measure_move(survivors, moved, n, old, t0, limit)
     process.wait()
+    result["phases"] = phases_of(fleet, t0_wall, old, moved, result)
     log(
         f"leader #{trial + 1}: {old} -> {new} ({len(moved)} instances): "
-        f"new leader {new_leader} {result}"
+        f"new leader {new_leader} {brief(result)}"
     )
     fleet.start(old)
     return {"old": old, "new": new, "moved": len(moved), "new_leader": new_leader, **result}
@@ -244,7 +310,7 @@ def summary(values: list[float | None]) -> dict[str, Any]:
 
 
 def main() -> int:
-    global SETTLE_SECONDS
+    global SETTLE_SECONDS, STUCK_SECONDS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 trial, 30 instances")
     parser.add_argument("--trials", type=int, default=None)
@@ -254,8 +320,13 @@ def main() -> int:
         "--settle", type=float, default=SETTLE_SECONDS,
         help="seconds the fleet may take to run every instance once between trials",
     )  # fmt: skip
+    parser.add_argument(
+        "--stuck", type=float, default=STUCK_SECONDS,
+        help="seconds unsettled before a worker running fewer than its instances is restarted",
+    )  # fmt: skip
+    parser.add_argument("--out", type=Path, default=None, help="where to write the JSON")
     args = parser.parse_args()
-    SETTLE_SECONDS = args.settle
+    SETTLE_SECONDS, STUCK_SECONDS = args.settle, args.stuck
     trials = args.trials or (1 if args.quick else 5)
     n = args.instances or (30 if args.quick else 300)
 
@@ -327,7 +398,6 @@ def main() -> int:
         s = summary([r[key] for r in results[scenario]])
         goal = GOALS.get(goal_key) if goal_key else None
         met = None if goal is None or s["max"] is None else s["max"] <= goal
-        fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
         print(
             f"{label:<58} {fmt(s['p50']):>7} {fmt(s['max']):>7} {fmt(goal):>7}  "
             f"{'-' if met is None else ('yes' if met else 'no')}"
@@ -345,7 +415,9 @@ def main() -> int:
         )
     moved = [r["moved"] for rs in results.values() for r in rs]
     print(f"instances per victim: {min(moved)}-{max(moved)}")
-    out = results_dir() / ("failover-quick.json" if args.quick else "failover.json")
+    phases = {scenario: phase_summary(trials) for scenario, trials in results.items()}
+    print_phases(phases)
+    out = args.out or results_dir() / ("failover-quick.json" if args.quick else "failover.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         json.dumps(
@@ -366,6 +438,8 @@ def main() -> int:
                 "registration_s": registration,
                 "all_running_after_registration_s": all_running,
                 "summary": table_rows,
+                "phases_p50": phases,
+                "restarted_when_stuck": STUCK_RESTARTS,
                 "trials_raw": results,
             },
             indent=2,

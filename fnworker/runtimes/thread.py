@@ -284,7 +284,12 @@ class ThreadRuntime(InstanceLifecycle[InstanceSlot]):
                 host.start()
                 slot.host = host
         if keep:
-            log.info("instance started", instance=spec.instance, version=spec.function.version)
+            log.info(
+                "instance started",
+                instance=spec.instance,
+                version=spec.function.version,
+                **msgspec.structs.asdict(host.open_ms),
+            )
             return
         host.close()
         self._end_lease(slot)

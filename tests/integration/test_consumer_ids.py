@@ -53,3 +53,27 @@ def test_workers_in_different_slots_share_a_subscription(
     finally:
         first.close()
         second.close()
+
+
+@pytest.mark.timeout(60)
+def test_skipping_uses_up_exactly_the_ids_it_counts(
+    broker: EmbeddedBroker, unique_name: str
+) -> None:
+    """Another client holds every id around ``skip`` on a subscription, all but
+    ``skip`` itself: the spreader's client joins it only if its throw-away consumers
+    used up exactly ``skip`` ids (pulsar-lite refuses a second consumer with an id)."""
+    topic, subscription, skip = f"{unique_name}-in", f"{unique_name}-sub", 15
+    holder, joiner = client(broker), client(broker)
+    shared = pulsar.ConsumerType.Shared
+    try:
+        held = [holder.subscribe(topic, subscription, consumer_type=shared) for _ in range(skip)]
+        holder.create_reader(f"{unique_name}-other", pulsar.MessageId.latest).close()  # id `skip`
+        held += [holder.subscribe(topic, subscription, consumer_type=shared) for _ in range(4)]
+        spreader = ConsumerIdSpreader("w1", 1)
+        spreader.skip(joiner, skip)
+        assert spreader.next_id == skip
+        joined = joiner.subscribe(topic, subscription, consumer_type=shared)
+        joined.close()
+    finally:
+        holder.close()
+        joiner.close()

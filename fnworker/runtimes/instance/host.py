@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pulsar
 import structlog
 
@@ -48,6 +49,22 @@ _starts = itertools.count(1)
 DEFAULT_RECEIVER_QUEUE = 1000  # the client's default receiver_queue_size
 MAX_QUEUE_GROWTH = 8
 RESUME_HINT_FILE = ".fnworker-last-received"
+
+
+class OpenTimes(msgspec.Struct, frozen=True, kw_only=True):
+    """How long the steps of opening an instance took, in milliseconds: loading the
+    code, waiting for and using up consumer ids (pulsar-lite only), subscribing,
+    and creating the output producer."""
+
+    load_ms: float = 0.0
+    ids_ms: float = 0.0
+    subscribe_ms: float = 0.0
+    output_ms: float = 0.0
+
+
+def ms(seconds: float) -> float:
+    """Seconds as milliseconds, to 0.1 ms (for log lines)."""
+    return round(seconds * 1000, 1)
 
 
 class InstanceStartError(Exception):
@@ -110,6 +127,9 @@ class InstanceHost:
         self._producers: Producers | None = None
         self._loop: MessageLoop | None = None
         self._queue_growth = 1
+        self._ids_seconds = 0.0
+        self.open_ms = OpenTimes()
+        """How long each step of the last ``open`` took (logged when the instance starts)."""
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -227,6 +247,7 @@ class InstanceHost:
 
     def _open(self) -> None:
         spec = self.spec
+        began = self.clock.now()
         try:
             plan = plan_instance(spec.function)
             tag = f"{plan.fqfn}:{spec.index}:v{spec.function.version}:{next(_starts)}"
@@ -236,9 +257,17 @@ class InstanceHost:
             secrets = secrets_provider_named(spec.secrets_provider)
         except (PackageError, PlanError) as error:
             raise InstanceStartError(str(error)) from None
+        loaded = self.clock.now()
         self._consumer = self._subscribe(plan)
+        subscribed = self.clock.now()
         self._producers = Producers(self.client, producer_properties(plan.fqfn, spec.index))
         output = self._output(plan, output_serde) if plan.output.topic else None
+        self.open_ms = OpenTimes(
+            load_ms=ms(loaded - began),
+            ids_ms=ms(self._ids_seconds),
+            subscribe_ms=ms(subscribed - loaded - self._ids_seconds),
+            output_ms=ms(self.clock.now() - subscribed),
+        )
         context = InstanceContext(
             plan=plan,
             record=spec.function,
@@ -306,10 +335,16 @@ class InstanceHost:
                 topics if len(topics) > 1 else topics[0], inputs.subscription, **options
             )
 
+        asked = self.clock.now()
+
+        def subscribe_now() -> pulsar.Consumer:
+            self._ids_seconds = self.clock.now() - asked
+            return subscribe()
+
         try:
             if self.consumer_ids is None:
                 return subscribe()
-            return self.consumer_ids.subscribe(self.client, topics, subscribe)
+            return self.consumer_ids.subscribe(self.client, topics, subscribe_now)
         except Exception as error:  # noqa: BLE001 - any failure becomes the status error
             raise InstanceStartError(
                 f"subscribing to {', '.join(topics)} as '{inputs.subscription}' failed: "
