@@ -8,20 +8,26 @@ and checks that its scenario then fails, on the expectation that names the bug.
 - a1dc518: a worker woken from a freeze fenced itself but its claim loop took the
   unread leases it slept through for a silent leader and claimed, usurping the
   live leader (scenarios/woken_worker_does_not_usurp.txt, ``expect leader=w1``).
+- issue 15 point 2: a move off a worker stopping gracefully (SIGTERM) unassigned
+  the instance there at once, before its new owner ran it
+  (scenarios/handoff_keeps_running.txt, ``expect owner``).
 - 02ffb69 (throw-away readers on a function's input topic) is not protocol-level:
   it lives in the runtimes' consumer-id spreader, which the protocol never touches.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import msgspec
 import pytest
 
-from fnworker.coordination.protocol import reading, timers
+from fnworker.coordination.protocol import office, reading, timers
+from fnworker.coordination.protocol.messages import Send
 from fnworker.coordination.protocol.state import NodeState, Result, leads
 from fnworker.coordination.wire import Report
+from fnworker.scheduler.model.records import Assignment, InstanceId
 from tests.protocol.script import Runner, ScenarioFailed
 
 SCENARIOS = Path(__file__).parent / "scenarios"
@@ -30,6 +36,7 @@ SCENARIOS = Path(__file__).parent / "scenarios"
 def test_the_scenarios_pass_with_todays_logic() -> None:
     Runner().run(SCENARIOS / "leader_death.txt")
     Runner().run(SCENARIOS / "woken_worker_does_not_usurp.txt")
+    Runner().run(SCENARIOS / "handoff_keeps_running.txt")
 
 
 def test_leader_death_fails_when_take_office_blocks_the_reader_of_the_reports(
@@ -93,3 +100,22 @@ def test_a_woken_worker_usurps_when_only_its_heartbeat_loop_sees_the_freeze(
     monkeypatch.setattr("fnworker.coordination.protocol.node.on_tick", old_tick)
     with pytest.raises(ScenarioFailed, match=r"usurp.txt:\d+: expect leader=w1 term=1"):
         Runner().run(SCENARIOS / "woken_worker_does_not_usurp.txt")
+
+
+def test_hand_off_fails_when_a_moved_instance_is_unassigned_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 15 point 2, old logic: a move off a worker stopping gracefully unassigned
+    the instance there at once, so it stopped before its new owner ran it."""
+    publish = office.publish
+
+    def unassign_at_once(
+        leading: office.Office, assigned: Iterable[Assignment], unassigned: Iterable[InstanceId]
+    ) -> tuple[office.Office, list[Send]]:
+        nobody_hands_off = msgspec.structs.replace(leading, handing=frozenset())
+        published, sends = publish(nobody_hands_off, assigned, unassigned)
+        return msgspec.structs.replace(published, handing=leading.handing), sends
+
+    monkeypatch.setattr(office, "publish", unassign_at_once)
+    with pytest.raises(ScenarioFailed, match=r"handoff_keeps_running.txt:\d+: expect owner"):
+        Runner().run(SCENARIOS / "handoff_keeps_running.txt")
