@@ -47,8 +47,9 @@ CHANGE_REASONS: tuple[ChangeReason, ...] = (
 """Why an assignment record was written: placed for the first time (``new``), same
 worker with the function's next version (``update``), moved off a worker that left
 or died (``worker_lost``; dropped when no live worker is left) or that an operator
-drains or that hands its instances off as it stops gracefully (``drain``), moved to even out the load (``rebalance``: by the operator or the
-periodic check), moved onto a worker that joined (``join``), or dropped because
+drains or that hands its instances off as it stops gracefully (``drain``), moved
+to even out the load (``rebalance``: by the operator or the periodic check),
+moved onto a worker that joined (``join``), or dropped because
 the instance is no longer wanted (``removed``: function deleted or parallelism
 lowered)."""
 
