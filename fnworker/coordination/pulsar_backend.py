@@ -173,6 +173,19 @@ class PulsarCoordination(ProtocolBackend):
             me, self.session, self.settings.timings(), self.clock, transport, events
         )
         self.driver = driver
+        self.read_heartbeats_while_leading(group, transport, driver)
+        group.start_soon(read_forever, mine, ASSIGNMENTS, driver.deliver)
+        group.start_soon(read_forever, coordinate, COORDINATE, driver.deliver)
+        driver.watchers.append(lambda state: writer.offer(self.metadata.functions(), leads(state)))
+        group.start_soon(writer.run)
+        group.start_soon(self.read_metadata, replayed, writer)
+        await group.start(driver.run)
+
+    def read_heartbeats_while_leading(
+        self, group: TaskGroup, transport: PulsarTopics, driver: ProtocolDriver
+    ) -> None:
+        """Read the heartbeats topic only while this worker leads or takes office
+        (reader_needs.py): the driver tells the gated reader after every step."""
         heartbeats = StateGatedReader(
             self.topics.heartbeats,
             lambda: transport.reader_at_latest(self.topics.heartbeats),
@@ -182,12 +195,6 @@ class PulsarCoordination(ProtocolBackend):
         )
         driver.watchers.append(heartbeats.watch)
         group.start_soon(heartbeats.run)
-        group.start_soon(read_forever, mine, ASSIGNMENTS, driver.deliver)
-        group.start_soon(read_forever, coordinate, COORDINATE, driver.deliver)
-        driver.watchers.append(lambda state: writer.offer(self.metadata.functions(), leads(state)))
-        group.start_soon(writer.run)
-        group.start_soon(self.read_metadata, replayed, writer)
-        await group.start(driver.run)
 
     async def replay_metadata(self, transport: PulsarTopics, probe: str) -> Replayed:
         """Catch up on the metadata topic: from the last complete snapshot when there

@@ -105,7 +105,7 @@ async def replay_from(
         try:
             if end is not None:  # an empty topic: nothing to read (and no batch to finish)
                 await read_until(
-                    reader, cursor.remaining(end), cursor.applying(apply), step_seconds
+                    reader, cursor.remaining(end), cursor.applying(apply), step_seconds, start
                 )
         except (ReplayStalled, apulsar.PulsarException) as error:
             await abandon(reader)
@@ -186,23 +186,77 @@ async def read_until(
     end: Position | None,
     apply: Callable[[pulsar.Message], object],
     step_seconds: float,
+    start: pulsar.MessageId | None = None,
+    what: str = "read_next",
 ) -> int:
     """Apply messages up to and including the entry at ``end`` (None: nothing to
-    reach), then the rest of the batch the reader is in; the number read.
+    reach), then the rest of the batch the last one belongs to (the reader's
+    ``start`` when it read none); the number read.
 
-    Reaching that entry delivers its whole batch to the reader at once, so the rest
-    of the batch is read while the reader still holds messages."""
-    count, position = 0, (-1, -1)
+    The rest of a batch is read up to its last index (its size travels in the
+    serialized message id): ``has_message_available`` right after the first message
+    of a batch was seen to answer False on pulsar-lite while the batch's other
+    messages were there, and a replay then ended one message into the batch. Only a
+    batch of unknown size falls back to asking it."""
+    count, position, last = 0, (-1, -1), start
     while end is not None and position < end:
-        message = await within(step_seconds, reader.read_next(), f"read_next after {count}")
+        message = await within(step_seconds, reader.read_next(), f"{what} after {count}")
         apply(message)
         count += 1
-        position = (message.message_id().ledger_id(), message.message_id().entry_id())
-    while await within(step_seconds, holds_more(reader), f"has_message_available at {count}"):
-        message = await within(step_seconds, reader.read_next(), f"read_next after {count}")
+        last = message.message_id()
+        position = (last.ledger_id(), last.entry_id())
+    if last is None or last.batch_index() < 0:
+        return count
+    batch_last = last_of_batch(last)
+    seen = position_of(last)
+    while (seen < batch_last) if batch_last is not None else await holds_more(reader):
+        message = await within(step_seconds, reader.read_next(), f"{what} after {count}")
         apply(message)
         count += 1
+        seen = max(seen, position_of(message.message_id()))
     return count
+
+
+def last_of_batch(message_id: pulsar.MessageId) -> tuple[int, int, int] | None:
+    """The position of the last message of the batch ``message_id`` is in; None when
+    its serialized form does not say the batch's size."""
+    size = batch_size_of(message_id.serialize())
+    if size is None or size <= 0:
+        return None
+    return (message_id.ledger_id(), message_id.entry_id(), size - 1)
+
+
+def batch_size_of(serialized: bytes) -> int | None:
+    """Field 6 (``batch_size``) of a serialized ``MessageIdData`` protobuf, or None."""
+    index = 0
+    while index < len(serialized):
+        key, index = varint(serialized, index)
+        field, wire_type = key >> 3, key & 7
+        if wire_type == 0:
+            value, index = varint(serialized, index)
+            if field == 6:
+                return value
+        elif wire_type == 2:
+            length, index = varint(serialized, index)
+            index += length
+        elif wire_type in (1, 5):
+            index += 8 if wire_type == 1 else 4
+        else:
+            return None
+    return None
+
+
+def varint(data: bytes, index: int) -> tuple[int, int]:
+    """The protobuf varint at ``index`` and the index after it."""
+    value, shift = 0, 0
+    while index < len(data):
+        byte = data[index]
+        index += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, index
+        shift += 7
+    return value, index
 
 
 async def read_each_once(
@@ -221,22 +275,15 @@ async def read_each_once(
     reader = await within(
         STEP_SECONDS, client.create_reader(topic, pulsar.MessageId.earliest), f"{what} reader"
     )
-    applied = (-1, -1, -1)
-
-    async def read_one() -> None:
-        nonlocal applied
-        message = await within(STEP_SECONDS, reader.read_next(), f"{what} read")
-        at = message.message_id()
-        position = (at.ledger_id(), at.entry_id(), at.batch_index())
-        if position > applied:
-            applied = position
-            apply(message.data())
-
+    cursor = Cursor()
     try:
-        while applied[:2] < end:
-            await read_one()
-        while await within(STEP_SECONDS, holds_more(reader), f"{what} has_message_available"):
-            await read_one()  # the rest of the last entry's batch
+        await read_until(
+            reader,
+            end,
+            cursor.applying(lambda message: apply(message.data())),
+            STEP_SECONDS,
+            what=f"{what} read",
+        )
     finally:
         await abandon(reader)
 

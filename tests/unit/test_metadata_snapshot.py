@@ -22,6 +22,7 @@ from fnworker.coordination.metadata_snapshot import (
     snapshot_end,
     snapshot_parts,
 )
+from fnworker.coordination.replay import batch_size_of
 from fnworker.coordination.views import MetadataView
 from fnworker.coordination.wire import FunctionWrite
 from fnworker.scheduler.model.records import Fqfn, FunctionConfig, FunctionRecord
@@ -157,3 +158,12 @@ def test_a_snapshot_is_due_every_n_records_and_never_when_off() -> None:
     assert not snapshot_due(999, SnapshotSettings(every=1000))
     assert snapshot_due(1000, SnapshotSettings(every=1000))
     assert not snapshot_due(10**9, SnapshotSettings(every=0))
+
+
+def test_a_batch_size_is_read_from_a_serialized_message_id() -> None:
+    # MessageId.serialize() of pulsar-client 3.13 on pulsar-lite: (0,1,-1,0) of a
+    # batch of 50, (0,0,-1,0) of a batch of 100, and an unbatched (0,17,-1,-1).
+    assert batch_size_of(b"\x08\x00\x10\x01 \x0002") == 50
+    assert batch_size_of(b"\x08\x00\x10\x00 \x000d") == 100
+    assert batch_size_of(b"\x08\x00\x10\x11") is None
+    assert batch_size_of(b"\x08\x00\x10\x96\x01 \x05(\x80\x01\x30\xac\x02") == 300
