@@ -49,6 +49,11 @@ LEAVE_TIMEOUT = 2.0
 """How long a worker on its way out tries to say it leaves."""
 
 
+HAND_OFF_MARGIN = 1.0
+"""How long past its timeout a hand-off is waited for: the protocol gives up by
+itself on the first tick after the timeout; this only guards against a stuck one."""
+
+
 class Publisher(Protocol):
     """Where a driver's records go."""
 
@@ -167,8 +172,8 @@ class ProtocolDriver:
         most ``timeout`` seconds) until each runs on its new owner and was unassigned
         here; True when all were."""
         self.watchers.append(self.note_handed_off)
-        self.feed(HandOff())
-        with anyio.move_on_after(timeout):
+        self.feed(HandOff(timeout=timeout))
+        with anyio.move_on_after(timeout + HAND_OFF_MARGIN):
             await self.handed_over.wait()
         return self.handed_over.is_set()
 

@@ -8,7 +8,7 @@ command per line, ``#`` starts a comment. docs/coordination.md lists the command
     deliver                         # deliver everything deliverable now
     freeze w1 / thaw w1             # SIGSTOP / SIGCONT
     kill w1 / stop w1 / restart w1  # SIGKILL / clean stop / start again, same id
-    handoff w1                      # graceful stop (SIGTERM): hand over, then stop
+    handoff w1 [timeout=3s]         # graceful stop (SIGTERM): hand over, then stop
     delay w2 runtime / release w2 runtime  # w2's runtime does not run what it gets
     partition w1 | w2 w3 / heal     # the left side loses the broker
     delay w2 coordinate / release w2 coordinate   # a reader stalls, then catches up
@@ -106,7 +106,7 @@ class Runner:
                 (sim.kill if name == "kill" else sim.stop)(worker)
         elif name == "handoff":
             for worker in plain:
-                sim.hand_off(worker)
+                sim.hand_off(worker, seconds(named.get("timeout", "3s")))
         elif name == "release" and plain[1:] == ["runtime"]:
             sim.delayed.discard((plain[0], "runtime"))
             sim.run_handed_over(sim.workers[plain[0]])

@@ -170,9 +170,10 @@ class Sim:
         self.feed(self.workers[name], Leave())
         self.kill(name)
 
-    def hand_off(self, name: str) -> None:
-        """SIGTERM: the worker starts handing its instances over (it stops once done)."""
-        self.feed(self.workers[name], HandOff())
+    def hand_off(self, name: str, timeout: float = 3.0) -> None:
+        """SIGTERM: the worker starts handing its instances over (it stops once done,
+        or once ``timeout`` has passed)."""
+        self.feed(self.workers[name], HandOff(timeout=timeout))
 
     def finish_hand_offs(self) -> bool:
         """Workers that handed everything over leave; True if any did."""

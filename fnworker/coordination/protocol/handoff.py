@@ -13,17 +13,28 @@ from __future__ import annotations
 
 import msgspec
 
-from fnworker.coordination.protocol.messages import HEARTBEATS, InstancesRunning, Note, Send
+from fnworker.coordination.events import AssignmentsChanged
+from fnworker.coordination.protocol.messages import (
+    HEARTBEATS,
+    Emit,
+    HandOff,
+    InstancesRunning,
+    Note,
+    Output,
+    Send,
+)
+from fnworker.coordination.protocol.own_assignments import NOTHING
 from fnworker.coordination.protocol.state import NodeState, Result
 from fnworker.coordination.protocol.timers import heartbeat
 from fnworker.coordination.wire import Running
 
 
-def on_hand_off(state: NodeState, now: float) -> Result:
+def on_hand_off(state: NodeState, hand_off: HandOff, now: float) -> Result:
     """Start handing off: say so at once with a heartbeat (and in every later one)."""
     if state.handing_off:
         return state, []
-    state = msgspec.structs.replace(state, handing_off=True)
+    until = now + hand_off.timeout
+    state = msgspec.structs.replace(state, handing_off=True, hand_off_until=until)
     state, beat = heartbeat(state, now)
     note = Note(event="handing instances off", fields=(("instances", len(state.mine.held)),))
     return state, [note, beat]
@@ -37,3 +48,17 @@ def on_instances_running(state: NodeState, running: InstancesRunning) -> Result:
     state = msgspec.structs.replace(state, awaiting=state.awaiting.difference(confirmed))
     record = Running(worker_id=state.me.worker_id, session=state.session, instances=confirmed)
     return state, [Send(topic=HEARTBEATS, record=record)]
+
+
+def give_up_if_overdue(state: NodeState, now: float, outputs: list[Output]) -> Result:
+    """After a tick: a hand-off past its timeout stops whatever is still held here (a
+    new owner that never confirmed, a leader that never moved it); the worker then
+    leaves, and the leader moves the rest as after any clean stop."""
+    until = state.hand_off_until
+    if until is None or now < until or not state.mine.held:
+        return state, outputs
+    mine = state.mine.replace(state.mine.term, NOTHING)
+    gone = tuple(state.mine.held)
+    state = msgspec.structs.replace(state, mine=mine)
+    note = Note(event="hand-off timed out", level="warning", fields=(("instances", len(gone)),))
+    return state, [*outputs, note, Emit(event=AssignmentsChanged(term=mine.term, unassigned=gone))]

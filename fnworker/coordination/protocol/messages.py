@@ -92,7 +92,10 @@ class HeartbeatStored(msgspec.Struct, frozen=True, kw_only=True, tag=True):
 
 class HandOff(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     """This worker stops gracefully: from now on its heartbeats ask the leader to move
-    its instances away; it keeps running each one until its new owner runs it."""
+    its instances away; it keeps running each one until its new owner runs it, for at
+    most ``timeout`` seconds (then it stops what it still holds)."""
+
+    timeout: float
 
 
 class InstancesRunning(msgspec.Struct, frozen=True, kw_only=True, tag=True):

@@ -11,7 +11,11 @@ feeds the inputs and carries out the outputs.
 
 from __future__ import annotations
 
-from fnworker.coordination.protocol.handoff import on_hand_off, on_instances_running
+from fnworker.coordination.protocol.handoff import (
+    give_up_if_overdue,
+    on_hand_off,
+    on_instances_running,
+)
 from fnworker.coordination.protocol.messages import (
     HEARTBEATS,
     Delivered,
@@ -38,7 +42,8 @@ from fnworker.coordination.wire import (
 def step(state: NodeState, event: Input, now: float) -> Result:
     """Apply one input at time ``now``; the new state and what to do about it."""
     if isinstance(event, Tick):
-        return on_tick(state, now)
+        state, outputs = on_tick(state, now)
+        return give_up_if_overdue(state, now, outputs)
     if isinstance(event, Delivered):
         return on_delivered(state, event, now)
     if isinstance(event, Publish):
@@ -46,7 +51,7 @@ def step(state: NodeState, event: Input, now: float) -> Result:
     if isinstance(event, HeartbeatStored):
         return on_heartbeat_stored(state, event), []
     if isinstance(event, HandOff):
-        return on_hand_off(state, now)
+        return on_hand_off(state, event, now)
     if isinstance(event, InstancesRunning):
         return on_instances_running(state, event)
     assert isinstance(event, Leave)

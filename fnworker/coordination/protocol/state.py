@@ -50,6 +50,8 @@ class NodeState(msgspec.Struct, frozen=True, kw_only=True):
     """This worker stops gracefully: its heartbeats ask the leader to move its instances."""
     awaiting: frozenset[InstanceId] = frozenset()
     """Instances handed over to this worker whose running it has not confirmed yet."""
+    hand_off_until: float | None = None
+    """When a hand-off gives up: what is still held then is stopped here at once."""
 
     @property
     def session(self) -> str:
