@@ -192,6 +192,7 @@ class PulsarCoordination(ProtocolBackend):
             HEARTBEATS,
             driver.deliver,
             reads_heartbeats,
+            quiet_limit=3 * self.settings.heartbeat_interval,
         )
         driver.watchers.append(heartbeats.watch)
         group.start_soon(heartbeats.run)
