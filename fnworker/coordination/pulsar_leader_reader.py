@@ -80,11 +80,19 @@ class StateGatedReader:
                 continue
             self.heard_at = anyio.current_time()
             async with anyio.create_task_group() as group:
-                group.start_soon(read_forever, reader, self.decoder, self.heard)
+                group.start_soon(self.read, reader)
                 await self.until_unwanted_or_silent()
                 group.cancel_scope.cancel()
             await abandon(reader)
             log.info("leader-only reader closed", topic=self.topic)
+
+    async def read(self, reader: apulsar.Reader) -> None:
+        """Deliver what the reader reads; a reader that fails is left for the silence
+        check to replace (it ends nothing else)."""
+        try:
+            await read_forever(reader, self.decoder, self.heard)
+        except apulsar.PulsarException as error:
+            log.warning("leader-only reader failed", topic=self.topic, error=str(error))
 
     def heard(self, record: Any) -> object:
         """Hand a record on, and note that the reader is alive."""
