@@ -310,7 +310,7 @@ def summary(values: list[float | None]) -> dict[str, Any]:
 
 
 def main() -> int:
-    global SETTLE_SECONDS, STUCK_SECONDS
+    global SETTLE_SECONDS, STUCK_SECONDS, POLL
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 trial, 30 instances")
     parser.add_argument("--trials", type=int, default=None)
@@ -325,8 +325,12 @@ def main() -> int:
         help="seconds unsettled before a worker running fewer than its instances is restarted",
     )  # fmt: skip
     parser.add_argument("--out", type=Path, default=None, help="where to write the JSON")
+    parser.add_argument(
+        "--poll", type=float, default=POLL,
+        help="seconds between polls while timing (each asks every survivor's functionsmetrics)",
+    )  # fmt: skip
     args = parser.parse_args()
-    SETTLE_SECONDS, STUCK_SECONDS = args.settle, args.stuck
+    SETTLE_SECONDS, STUCK_SECONDS, POLL = args.settle, args.stuck, args.poll
     trials = args.trials or (1 if args.quick else 5)
     n = args.instances or (30 if args.quick else 300)
 

@@ -1,13 +1,15 @@
-"""The worker's reconciler carries out one pass's actions side by side (bounded), on
-the real thread runtime and broker: every instance starts exactly once, an instance
-slow or failing to start holds up no other, and a change that arrives during a pass
-is carried out by the next one (an instance unassigned while it starts ends
-stopped)."""
+"""The worker's reconciler carries out its actions side by side (bounded), on the
+real thread runtime and broker, with an in-memory coordination backend: every
+instance starts exactly once, an instance slow or failing to start holds up no
+other, an assignment that arrives while others start does not wait for them, and a
+change for an instance whose action is under way is carried out when it ends (an
+instance unassigned while it starts ends stopped)."""
 
 from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
@@ -18,11 +20,11 @@ from fnworker.coordination.memory import MemoryCluster, MemoryCoordination
 from fnworker.coordination.wire import FunctionWrite
 from fnworker.runtimes.thread import ThreadRuntime
 from fnworker.scheduler.admin.leader_control import Wakeup
-from fnworker.scheduler.decide.reconcile import ReplaceInstance, StartInstance, StopInstance
+from fnworker.scheduler.decide.reconcile import ReplaceInstance, StartInstance
 from fnworker.scheduler.model.instances import InstanceSpec
 from fnworker.scheduler.model.records import Assignment, InstanceId, WorkerId
 from fnworker.scheduler.worker.worker_loops import LocalAssignments, Reconciler
-from tests.integration.conftest import EXAMPLES, SpecMaker, wait_until
+from tests.integration.conftest import EXAMPLES, SpecMaker
 
 EXCLAMATION = EXAMPLES / "exclamation_function.py"
 EXCLAMATION_CLASS = "exclamation_function.ExclamationFunction"
@@ -66,21 +68,55 @@ def exclamations(make_spec: SpecMaker, name: str, count: int = COUNT) -> list[In
 
 
 def reconciler_for(runtime: ThreadRuntime, specs: Specs, tmp_path: Path) -> Reconciler:
-    """A reconciler on the real runtime with an in-memory coordination backend."""
+    """A reconciler on the real runtime with an in-memory coordination backend that
+    knows every function of ``specs``."""
     backend = MemoryCoordination(MemoryCluster())
+    for spec in specs.by_instance.values():
+        record = spec.function
+        write = FunctionWrite(
+            fqfn=record.fqfn, version=1, record=record, writer="test", request_id=spec.instance
+        )
+        backend.metadata.apply(write)
     return Reconciler(backend, runtime, LocalAssignments(), specs, tmp_path / "instances")
 
 
-def starts(specs: list[InstanceSpec]) -> list[StartInstance | ReplaceInstance | StopInstance]:
-    return [StartInstance(instance=s.instance, function=s.function) for s in specs]
+def assign(reconciler: Reconciler, specs: list[InstanceSpec]) -> None:
+    """Make ``specs`` this worker's assignments (as an assignment record would)."""
+    for spec in specs:
+        reconciler.mine.by_instance[spec.instance] = Assignment(
+            instance=spec.instance, worker=WorkerId("worker-1"), term=1, version=1
+        )
 
 
 def running(runtime: ThreadRuntime, instances: list[InstanceId]) -> bool:
     return all((status := runtime.status(i)) is not None and status.running for i in instances)
 
 
+async def until(check: Callable[[], bool], what: str, seconds: float = 30.0) -> None:
+    """Poll ``check`` every 20 ms until it holds; fail after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
+        await anyio.sleep(0.02)
+
+
+def run_reconciler(
+    portal: BlockingPortal, reconciler: Reconciler, script: Callable[[Wakeup], Awaitable[None]]
+) -> None:
+    """Run the reconciler's loop while ``script`` drives it, then stop it."""
+
+    async def main() -> None:
+        wakeup = Wakeup()
+        async with anyio.create_task_group() as group:
+            group.start_soon(reconciler.run, wakeup)
+            await script(wakeup)
+            group.cancel_scope.cancel()
+
+    portal.call(main)
+
+
 @pytest.mark.timeout(90)
-def test_a_pass_starts_every_instance_once_and_a_slow_start_holds_up_none(
+def test_every_instance_starts_once_and_a_slow_start_holds_up_none(
     runtime: ThreadRuntime,
     portal: BlockingPortal,
     make_spec: SpecMaker,
@@ -89,26 +125,54 @@ def test_a_pass_starts_every_instance_once_and_a_slow_start_holds_up_none(
 ) -> None:
     made = exclamations(make_spec, unique_name)
     specs = Specs(made)
-    slow = made[0].instance
-    specs.held = {slow}  # held until every other instance runs: one at a time never gets there
+    specs.held = {made[0].instance}  # held until every other one runs: in turn, never
     others = [s.instance for s in made[1:]]
+    everyone = [s.instance for s in made]
     reconciler = reconciler_for(runtime, specs, tmp_path)
 
-    async def pass_with_release() -> None:
-        async with anyio.create_task_group() as group:
-            group.start_soon(reconciler.apply_all, starts(made))
-            with anyio.fail_after(30):
-                while not running(runtime, others):
-                    await anyio.sleep(0.02)
-            specs.released = True
+    async def script(wakeup: Wakeup) -> None:
+        assign(reconciler, made)
+        wakeup.set()
+        await until(lambda: running(runtime, others), "the others run")
+        specs.released = True
+        await until(lambda: running(runtime, everyone), "all run")
+        await until(lambda: not reconciler.under_way, "no action under way")
 
-    portal.call(pass_with_release)
+    run_reconciler(portal, reconciler, script)
 
-    everyone = [s.instance for s in made]
-    assert wait_until(lambda: running(runtime, everyone))
     assert specs.asked == Counter(everyone)  # one start asked for each, none twice
     assert runtime.instances() == set(everyone)
-    assert reconciler.running == {i: 1 for i in everyone}
+    assert reconciler.running == dict.fromkeys(everyone, 1)
+
+
+@pytest.mark.timeout(90)
+def test_an_assignment_arriving_meanwhile_starts_without_waiting(
+    runtime: ThreadRuntime,
+    portal: BlockingPortal,
+    make_spec: SpecMaker,
+    unique_name: str,
+    tmp_path: Path,
+) -> None:
+    made = exclamations(make_spec, unique_name, 6)
+    specs = Specs(made)
+    slow, first, later = made[0], made[1:3], made[3:]
+    specs.held = {slow.instance}
+    reconciler = reconciler_for(runtime, specs, tmp_path)
+
+    async def script(wakeup: Wakeup) -> None:
+        assign(reconciler, [slow, *first])
+        wakeup.set()
+        await until(lambda: running(runtime, [s.instance for s in first]), "the first run")
+        assign(reconciler, later)  # a later record, while the slow start is under way
+        wakeup.set()
+        await until(lambda: running(runtime, [s.instance for s in later]), "the later ones run")
+        assert specs.asked[slow.instance] == 1 and not running(runtime, [slow.instance])
+        specs.released = True
+        await until(lambda: running(runtime, [slow.instance]), "the slow one runs")
+
+    run_reconciler(portal, reconciler, script)
+
+    assert specs.asked == Counter(s.instance for s in made)
 
 
 @pytest.mark.timeout(90)
@@ -126,15 +190,20 @@ def test_a_failing_start_holds_up_none_of_the_others(
         class_name="exclamation_function.Nope",
         inputs=[f"{unique_name}bad-in"],
     )
-    specs = Specs([*made, bad])
+    specs = Specs([bad, *made])
     unbuildable = made[0].instance
     specs.failing = {unbuildable}
+    fine = [s.instance for s in made[1:]]
     reconciler = reconciler_for(runtime, specs, tmp_path)
 
-    portal.call(reconciler.apply_all, [*starts([bad]), *starts(made)])
+    async def script(wakeup: Wakeup) -> None:
+        assign(reconciler, [bad, *made])
+        wakeup.set()
+        await until(lambda: running(runtime, fine), "the fine ones run")
+        await until(lambda: not reconciler.under_way, "no action under way")
 
-    fine = [s.instance for s in made[1:]]
-    assert wait_until(lambda: running(runtime, fine))
+    run_reconciler(portal, reconciler, script)
+
     status = runtime.status(bad.instance)
     assert status is not None and not status.running and "'Nope'" in status.error
     assert runtime.status(unbuildable) is None and unbuildable not in reconciler.running
@@ -153,40 +222,23 @@ def test_an_instance_unassigned_while_it_starts_ends_stopped(
     specs = Specs(made)
     late = made[0].instance
     specs.held = {late}
-    reconciler = reconciler_for(runtime, specs, tmp_path)
-    backend = reconciler.backend
-    assert isinstance(backend, MemoryCoordination)
-    for spec in made:
-        record = spec.function
-        backend.metadata.apply(
-            FunctionWrite(
-                fqfn=record.fqfn, version=1, record=record, writer="test", request_id=spec.instance
-            )
-        )
-        reconciler.mine.by_instance[spec.instance] = Assignment(
-            instance=spec.instance, worker=WorkerId("worker-1"), term=1, version=1
-        )
     others = [s.instance for s in made[1:]]
+    reconciler = reconciler_for(runtime, specs, tmp_path)
 
-    async def unassign_during_the_pass() -> None:
-        wakeup = Wakeup()
-        async with anyio.create_task_group() as group:
-            group.start_soon(reconciler.run, wakeup)
-            wakeup.set()
-            with anyio.fail_after(30):
-                while not running(runtime, others):
-                    await anyio.sleep(0.02)
-            assert specs.asked[late] == 1  # its start is under way, held back
-            del reconciler.mine.by_instance[late]
-            wakeup.set()  # the change arrives during the pass
-            specs.released = True
-            deadline = time.monotonic() + 30
-            while late in runtime.instances() or late in reconciler.running:
-                assert time.monotonic() < deadline, "the unassigned instance still runs"
-                await anyio.sleep(0.02)
-            group.cancel_scope.cancel()
+    async def script(wakeup: Wakeup) -> None:
+        assign(reconciler, made)
+        wakeup.set()
+        await until(lambda: running(runtime, others), "the others run")
+        assert specs.asked[late] == 1  # its start is under way, held back
+        del reconciler.mine.by_instance[late]
+        wakeup.set()  # the change arrives while its start is under way
+        specs.released = True
+        await until(
+            lambda: late not in runtime.instances() and late not in reconciler.running,
+            "the unassigned instance stopped",
+        )
 
-    portal.call(unassign_during_the_pass)
+    run_reconciler(portal, reconciler, script)
 
     assert running(runtime, others)
     assert set(reconciler.running) == set(others)

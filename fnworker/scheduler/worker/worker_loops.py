@@ -253,11 +253,17 @@ def remove_folder(folder: Path, keep: Path | None = None) -> None:
 
 
 class Reconciler:
-    """Makes the runtime driver run exactly this worker's assigned instances."""
+    """Makes the runtime driver run exactly this worker's assigned instances.
+
+    Actions run side by side, up to ``concurrency`` at a time, and a new wake-up
+    does not wait for the actions of the last one: a worker taking over a lost
+    worker's instances starts them all at once, and neither a slow start nor an
+    assignment record that arrives a moment later holds up the others. An instance
+    has at most one action under way; a change for it meanwhile is carried out when
+    that action ends (the next reconcile sees it)."""
 
     CONCURRENCY = 16
-    """How many runtime actions of one pass run at a time, by default (bench/README.md,
-    failover: a survivor starts a lost worker's instances side by side)."""
+    """How many runtime actions run at a time, by default (bench/README.md, failover)."""
 
     def __init__(
         self,
@@ -270,40 +276,55 @@ class Reconciler:
         concurrency: int = CONCURRENCY,
     ) -> None:
         self.backend = backend
-        self.concurrency = max(1, concurrency)
         self.driver = driver
         self.mine = mine
         self.make_spec = make_spec
         self.instances_dir = instances_dir
         self.admission = admission
+        self.concurrency = max(1, concurrency)
         self.running: dict[InstanceId, int] = {}
+        self.under_way: set[InstanceId] = set()
+        self.deferred: set[InstanceId] = set()
 
     async def run(self, wakeup: Wakeup) -> None:
-        """Reconcile once per wake-up, forever."""
-        while True:
-            await wakeup.wait()
-            functions = admitted(self.backend.functions(), self.admission)
-            await self.apply_all(reconcile(self.mine.by_instance, functions, self.running))
-
-    async def apply_all(self, actions: list[RuntimeAction]) -> None:
-        """Carry out one pass's actions, up to ``concurrency`` at a time (one action per
-        instance, so they never touch the same instance): a worker that takes over a
-        lost worker's instances starts them side by side instead of one after another,
-        and an instance slow to start holds up no other. Logs the pass and its length
-        (the failover bench's phases come from these lines)."""
-        if not actions:
-            return
-        began = time.monotonic()
-        log.info("reconcile pass", **self.count(actions))
+        """Reconcile once per wake-up, forever; each action runs in a task of its own."""
         limiter = anyio.CapacityLimiter(self.concurrency)
         async with anyio.create_task_group() as group:
-            for action in actions:
-                group.start_soon(self._apply_limited, limiter, action)
-        log.info("reconcile pass done", actions=len(actions), seconds=time.monotonic() - began)
+            while True:
+                await wakeup.wait()
+                functions = admitted(self.backend.functions(), self.admission)
+                actions = reconcile(self.mine.by_instance, functions, self.running)
+                for action in self.take_up(actions):
+                    group.start_soon(self._carry_out, limiter, action, wakeup)
 
-    async def _apply_limited(self, limiter: anyio.CapacityLimiter, action: RuntimeAction) -> None:
-        async with limiter:
-            await self.apply(action)
+    def take_up(self, actions: list[RuntimeAction]) -> list[RuntimeAction]:
+        """The actions to begin now: those of instances with none under way. The others
+        are deferred until the action under way ends. Logs what begins (the failover
+        bench's phases come from these lines)."""
+        ready: list[RuntimeAction] = []
+        for action in actions:
+            if action.instance in self.under_way:
+                self.deferred.add(action.instance)
+            else:
+                self.under_way.add(action.instance)
+                ready.append(action)
+        if ready:
+            log.info("reconcile pass", **self.count(ready), waiting=len(self.deferred))
+        return ready
+
+    async def _carry_out(
+        self, limiter: anyio.CapacityLimiter, action: RuntimeAction, wakeup: Wakeup
+    ) -> None:
+        """Apply one action within the limit; then, if a pass deferred a change for its
+        instance meanwhile, ask for another pass."""
+        try:
+            async with limiter:
+                await self.apply(action)
+        finally:
+            self.under_way.discard(action.instance)
+            if action.instance in self.deferred:
+                self.deferred.discard(action.instance)
+                wakeup.set()
 
     @staticmethod
     def count(actions: list[RuntimeAction]) -> dict[str, int]:
