@@ -175,7 +175,7 @@ class ProtocolDriver:
         self.feed(HandOff(timeout=timeout))
         with anyio.move_on_after(timeout + HAND_OFF_MARGIN):
             await self.handed_over.wait()
-        return self.handed_over.is_set()
+        return self.handed_over.is_set() and not self.state.hand_off_gave_up
 
     def note_handed_off(self, state: NodeState) -> None:
         """A watcher: wake ``hand_off`` once this worker holds nothing any more."""

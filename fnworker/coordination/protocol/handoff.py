@@ -59,6 +59,6 @@ def give_up_if_overdue(state: NodeState, now: float, outputs: list[Output]) -> R
         return state, outputs
     mine = state.mine.replace(state.mine.term, NOTHING)
     gone = tuple(state.mine.held)
-    state = msgspec.structs.replace(state, mine=mine)
+    state = msgspec.structs.replace(state, mine=mine, hand_off_gave_up=True)
     note = Note(event="hand-off timed out", level="warning", fields=(("instances", len(gone)),))
     return state, [*outputs, note, Emit(event=AssignmentsChanged(term=mine.term, unassigned=gone))]

@@ -52,6 +52,8 @@ class NodeState(msgspec.Struct, frozen=True, kw_only=True):
     """Instances handed over to this worker whose running it has not confirmed yet."""
     hand_off_until: float | None = None
     """When a hand-off gives up: what is still held then is stopped here at once."""
+    hand_off_gave_up: bool = False
+    """The hand-off reached ``hand_off_until`` with instances still held here."""
 
     @property
     def session(self) -> str:

@@ -89,10 +89,22 @@ class RunningWorker:
 
 
 def graceful_hand_off(
-    config: WorkerConfig, backend: CoordinationBackend
+    config: WorkerConfig, backend: CoordinationBackend, client: ClientSettings
 ) -> Callable[[], Awaitable[bool]] | None:
-    """What ``RunningWorker.hand_off`` does for this backend (None: it cannot)."""
+    """What ``RunningWorker.hand_off`` does for this backend (None: it cannot).
+
+    On pulsar-lite (``client.consumer_id_slots``), only the thread runtime gives two
+    copies of one instance different consumer ids; a process or Kubernetes copy
+    takes its instance index as its id, so the new copy's subscribe is refused
+    ("Consumer 0 already exists") until the old one stops: no hand-off there."""
     if not isinstance(backend, GracefulHandOff):
+        return None
+    if client.consumer_id_slots and runtime_name(config) != "thread":
+        log.info(
+            "start-up: graceful hand-off off",
+            reason="on pulsar-lite two copies of one instance of this runtime clash",
+            runtime=runtime_name(config),
+        )
         return None
     handing: GracefulHandOff = backend
     timeout = config.graceful_handoff_timeout_ms / 1000
@@ -316,7 +328,7 @@ async def serve_worker(
                 info=me,
                 admin_url=admin_url,
                 admin=admin,
-                hand_off=graceful_hand_off(config, backend),
+                hand_off=graceful_hand_off(config, backend, client),
             )
             task_status.started(started)
     finally:
