@@ -20,13 +20,19 @@ Between trials the victim is restarted with the same id (or resumed), the bench
 waits until all three see one leader, asks for a rebalance
 (``PUT /admin/v2/worker/rebalance``) and waits until every instance runs exactly
 once, so each trial starts from a balanced, fully running fleet. Polls every
-``POLL`` s; a time is when the first satisfied poll returned, so it includes up to
-one poll interval plus one poll's duration (both printed in the JSON).
+``POLL`` s (``--poll``); a time is when the first satisfied poll returned, so it
+includes up to one poll interval plus one poll's duration (both in the JSON). The
+``running`` poll asks ``functionsmetrics`` only once the survivors' logs show every
+moved instance's "instance started" line (and at least once a second): asked on
+every poll, it loaded the very workers that were starting the instances (``--eager``
+restores that). Each trial's phases (bench/failover_phases.py) come from the
+workers' logs and are printed and written, p50 per scenario.
 
 Run from the repo root: ``.venv/bin/python bench/failover_bench.py [--quick]
-[--trials N] [--instances N]``. Writes ``bench/results/failover.json``
-(``failover-quick.json`` with ``--quick``). Every process started here (the broker
-and the workers) is stopped in ``finally`` blocks; everything binds to loopback.
+[--trials N] [--instances N] [--poll S] [--eager] [--out PATH]``. Writes
+``bench/results/failover.json`` (``failover-quick.json`` with ``--quick``). Every
+process started here (the broker and the workers) is stopped in ``finally`` blocks;
+everything binds to loopback.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ if str(REPO) not in sys.path:
 
 from bench.common import results_dir
 from bench.failover_phases import (
+    StartedTail,
     brief,
     failover_phases,
     fmt,
@@ -185,15 +192,37 @@ def rebalance(fleet: Fleet, n: int) -> dict[str, str]:
     return placed
 
 
+EAGER = False
+"""``--eager``: ask ``functionsmetrics`` on every poll, as before the phase breakdown,
+instead of only once the survivors' logs say every moved instance started."""
+SAFETY_POLL_SECONDS = 1.0
+"""Even before the logs say so, ``functionsmetrics`` is asked at least this often."""
+
+
+def tail_of(survivors: list[FleetWorker]) -> StartedTail:
+    """Follow the survivors' logs from now on (call it just before the signal)."""
+    return StartedTail({w.name: w.log_path for w in survivors})
+
+
 def measure_move(
-    survivors: list[FleetWorker], moved: set[str], n: int, victim: str, t0: float, limit: float
+    survivors: list[FleetWorker],
+    moved: set[str],
+    n: int,
+    victim: str,
+    t0: float,
+    limit: float,
+    tail: StartedTail,
 ) -> dict[str, Any]:
-    """Seconds from t0 until the leader reassigned ``moved`` and until they run on survivors."""
+    """Seconds from t0 until the leader reassigned ``moved`` and until they run on
+    survivors. ``functionsmetrics`` (every instance's metrics: 50-110 ms a poll at
+    1,000 instances, on the workers that are starting them) is asked once ``tail`` saw
+    every moved instance's "instance started" line, or every ``SAFETY_POLL_SECONDS``."""
     reassigned: float | None = None
     running: float | None = None
     polls = 0
     poll_seconds: list[float] = []
     asker = survivors[0]
+    last_asked = t0
     while (reassigned is None or running is None) and time.monotonic() - t0 < limit:
         polls += 1
         if reassigned is None:
@@ -203,7 +232,9 @@ def measure_move(
                     reassigned = time.monotonic() - t0
             except Exception:  # noqa: BLE001 - leader in transition
                 pass
-        if running is None:
+        due = EAGER or time.monotonic() - last_asked >= SAFETY_POLL_SECONDS
+        if running is None and (due or tail.all_started(moved)):
+            last_asked = time.monotonic()
             asked = time.monotonic()
             try:
                 if moved <= set(holders(survivors)):
@@ -243,9 +274,10 @@ def trial_kill(fleet: Fleet, n: int, trial: int, limit: float) -> dict[str, Any]
     moved = {i for i, w in placed.items() if w == victim}
     survivors = [w for w in fleet.workers.values() if w.name != victim]
     process = fleet.workers[victim].process
+    tail = tail_of(survivors)
     t0_wall, t0 = time.time(), time.monotonic()
     process.send_signal(signal.SIGKILL)
-    result = measure_move(survivors, moved, n, victim, t0, limit)
+    result = measure_move(survivors, moved, n, victim, t0, limit, tail)
     process.wait()
     result["phases"] = phases_of(fleet, t0_wall, victim, moved, result)
     log(f"kill #{trial + 1}: {victim} ({len(moved)} instances), leader {leader}: {brief(result)}")
@@ -260,10 +292,11 @@ def trial_stop(fleet: Fleet, n: int, trial: int, limit: float) -> dict[str, Any]
     victim = pick_victim(fleet, leader, placed, trial)
     moved = {i for i, w in placed.items() if w == victim}
     survivors = [w for w in fleet.workers.values() if w.name != victim]
+    tail = tail_of(survivors)
     t0_wall, t0 = time.time(), time.monotonic()
     fleet.signal(victim, signal.SIGSTOP)
     try:
-        result = measure_move(survivors, moved, n, victim, t0, limit)
+        result = measure_move(survivors, moved, n, victim, t0, limit, tail)
     finally:
         fleet.signal(victim, signal.SIGCONT)
     result["phases"] = phases_of(fleet, t0_wall, victim, moved, result)
@@ -278,6 +311,7 @@ def trial_leader(fleet: Fleet, n: int, trial: int, limit: float) -> dict[str, An
     moved = {i for i, w in placed.items() if w == old}
     survivors = [w for w in fleet.workers.values() if w.name != old]
     process = fleet.workers[old].process
+    tail = tail_of(survivors)
     t0_wall, t0 = time.time(), time.monotonic()
     process.send_signal(signal.SIGKILL)
     new_leader: float | None = None
@@ -288,7 +322,7 @@ def trial_leader(fleet: Fleet, n: int, trial: int, limit: float) -> dict[str, An
             new_leader = time.monotonic() - t0
             break
         time.sleep(POLL)
-    result = measure_move(survivors, moved, n, old, t0, limit)
+    result = measure_move(survivors, moved, n, old, t0, limit, tail)
     process.wait()
     result["phases"] = phases_of(fleet, t0_wall, old, moved, result)
     log(
@@ -310,7 +344,7 @@ def summary(values: list[float | None]) -> dict[str, Any]:
 
 
 def main() -> int:
-    global SETTLE_SECONDS, STUCK_SECONDS, POLL
+    global SETTLE_SECONDS, STUCK_SECONDS, POLL, EAGER
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 trial, 30 instances")
     parser.add_argument("--trials", type=int, default=None)
@@ -329,8 +363,12 @@ def main() -> int:
         "--poll", type=float, default=POLL,
         help="seconds between polls while timing (each asks every survivor's functionsmetrics)",
     )  # fmt: skip
+    parser.add_argument(
+        "--eager", action="store_true",
+        help="ask functionsmetrics on every poll (not only once the logs show every start)",
+    )  # fmt: skip
     args = parser.parse_args()
-    SETTLE_SECONDS, STUCK_SECONDS, POLL = args.settle, args.stuck, args.poll
+    SETTLE_SECONDS, STUCK_SECONDS, POLL, EAGER = args.settle, args.stuck, args.poll, args.eager
     trials = args.trials or (1 if args.quick else 5)
     n = args.instances or (30 if args.quick else 300)
 
@@ -432,6 +470,7 @@ def main() -> int:
                 "workers": 3,
                 "trials": trials,
                 "poll_s": POLL,
+                "eager_polls": EAGER,
                 "settings_ms": {
                     "heartbeat": 200,
                     "dead_timeout": 1000,

@@ -73,6 +73,34 @@ def read_events(logs: dict[str, Path], since: float, until: float) -> list[LogEv
     return sorted(events, key=lambda e: e.at)
 
 
+class StartedTail:
+    """Follows worker logs from where they end now and collects the instances whose
+    "instance started" line (the thread runtime's) has appeared since: the bench asks
+    ``functionsmetrics`` (costly for the workers at 1,000 instances) only once the logs
+    say every moved instance started. Reads only what was appended (file offsets)."""
+
+    def __init__(self, logs: dict[str, Path]) -> None:
+        self.offsets = {path: path.stat().st_size for path in logs.values()}
+        self.started: set[str] = set()
+        self.partial: dict[Path, bytes] = {}
+
+    def all_started(self, moved: set[str]) -> bool:
+        """Read what was appended; True once every instance of ``moved`` has started."""
+        for path, offset in self.offsets.items():
+            with path.open("rb") as log:
+                log.seek(offset)
+                data = log.read()
+            self.offsets[path] = offset + len(data)
+            lines = (self.partial.pop(path, b"") + data).split(b"\n")
+            self.partial[path] = lines.pop()  # an unfinished last line, read on next time
+            for line in lines:
+                if b"event='instance started'" in line and RUNTIME_LOGGER.encode() in line:
+                    parsed = parse_line("", line.decode(errors="replace"))
+                    if parsed is not None:
+                        self.started.add(parsed.fields.get("instance", ""))
+        return moved <= self.started
+
+
 def first(events: list[LogEvent], after: float, test: Any) -> LogEvent | None:
     """The first event at or after ``after`` for which ``test`` holds."""
     return next((e for e in events if e.at >= after and test(e)), None)
