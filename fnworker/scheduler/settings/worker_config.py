@@ -300,6 +300,10 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     # A graceful stop (SIGTERM) hands instances over first, for at most this long
     # (docs/coordination.md, "Graceful stop: hand-off"); 0: stop them at once.
     graceful_handoff_timeout_ms: NonNegativeInt = 10_000
+    # The leader snapshots the metadata topic every this many records (0: never), up to
+    # a size (docs/coordination.md, "Metadata snapshots").
+    function_metadata_snapshot_every_records: NonNegativeInt = 1_000
+    function_metadata_snapshot_max_bytes: Annotated[int, Meta(gt=0, le=1024 * MIB)] = 64 * MIB
     max_package_size_bytes: PositiveInt = 100 * 1024 * 1024
     max_request_body_bytes: PositiveInt = 110 * 1024 * 1024
     # fnworker admission limits (docs/limits.md): a function over one is refused with a 400.

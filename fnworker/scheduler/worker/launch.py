@@ -126,9 +126,14 @@ def coordination_for(config: WorkerConfig) -> CoordinationBackend:
         assignments=config.function_assignment_topic_name,
         coordinate=config.cluster_coordination_topic_name,
     )
+    from fnworker.coordination.metadata_snapshot import SnapshotSettings
     from fnworker.coordination.pulsar_backend import PulsarCoordination
 
-    return PulsarCoordination(settings, topics)
+    snapshots = SnapshotSettings(
+        every=config.function_metadata_snapshot_every_records,
+        max_bytes=config.function_metadata_snapshot_max_bytes,
+    )
+    return PulsarCoordination(settings, topics, snapshots=snapshots)
 
 
 async def run_until_signalled(
