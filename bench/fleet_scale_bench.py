@@ -46,9 +46,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -58,7 +61,7 @@ from bench.common import machine, results_dir  # noqa: E402
 from bench.fleet_scale_phases import Run, idle_cost, pick_names  # noqa: E402
 from bench.fleet_scale_watch import MemoryGuard, Watch  # noqa: E402
 from fnworker.coordination.embedded_broker import start_embedded_broker  # noqa: E402
-from tests.fleet.conftest import Fleet  # noqa: E402
+from tests.fleet.conftest import Fleet, FleetWorker  # noqa: E402
 
 MEMORY_FLOOR_KIB = 2 * 1024 * 1024
 
@@ -77,6 +80,31 @@ def raise_open_files() -> dict[str, int]:
     return {"soft_before": soft, "soft": resource.getrlimit(resource.RLIMIT_NOFILE)[0]}
 
 
+@dataclass
+class TunedFleet(Fleet):
+    """The test fleet, every worker started with the same extra config keys."""
+
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def start(
+        self,
+        name: str,
+        namespace: str = "public/functions",
+        cluster: str = "standalone",
+        **extra: Any,
+    ) -> FleetWorker:
+        return super().start(name, namespace, cluster, **{**self.settings, **extra})
+
+
+def worker_settings(pairs: list[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` options as config keys, each value parsed as YAML."""
+    settings: dict[str, Any] = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        settings[key] = yaml.safe_load(value)
+    return settings
+
+
 def options() -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -89,6 +117,13 @@ def options() -> argparse.Namespace:
     parser.add_argument("--limit", type=float, default=None, help="seconds per phase")
     parser.add_argument("--exit-limit", type=float, default=60.0)
     parser.add_argument("--gap-threshold", type=float, default=1.0)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a functions_worker.yml key for every worker (YAML value), repeatable",
+    )
     args = parser.parse_args()
     args.workers = args.workers or (3 if args.quick else 8)
     args.instances = args.instances or (60 if args.quick else 2000)
@@ -117,7 +152,7 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="fnworker-fleet-scale-"))
     started = datetime.now(UTC)
     broker = start_embedded_broker(root / "broker")
-    fleet = Fleet(broker_url=broker.url, root=root)
+    fleet = TunedFleet(broker_url=broker.url, root=root, settings=worker_settings(args.set))
 
     def pids() -> list[int]:
         alive = [w.process.pid for w in fleet.workers.values() if w.process.poll() is None]
@@ -161,6 +196,7 @@ def main() -> int:
             "max": max(polls) if polls else None,
             "count": len(polls),
         },
+        "worker_settings": fleet.settings,
         "open_files_limit": limits,
         "lowest_mem_available_mib": guard.lowest_kib // 1024,
         "memory_abort": guard.tripped,
