@@ -26,6 +26,8 @@ import pulsar
 import pulsar.asyncio as apulsar
 import structlog
 
+from fnworker.scheduler.model.protobuf_fields import protobuf_fields
+
 log = structlog.get_logger("fnworker.coordination")
 
 T = TypeVar("T")
@@ -228,35 +230,11 @@ def last_of_batch(message_id: pulsar.MessageId) -> tuple[int, int, int] | None:
 
 def batch_size_of(serialized: bytes) -> int | None:
     """Field 6 (``batch_size``) of a serialized ``MessageIdData`` protobuf, or None."""
-    index = 0
-    while index < len(serialized):
-        key, index = varint(serialized, index)
-        field, wire_type = key >> 3, key & 7
-        if wire_type == 0:
-            value, index = varint(serialized, index)
-            if field == 6:
-                return value
-        elif wire_type == 2:
-            length, index = varint(serialized, index)
-            index += length
-        elif wire_type in (1, 5):
-            index += 8 if wire_type == 1 else 4
-        else:
-            return None
-    return None
-
-
-def varint(data: bytes, index: int) -> tuple[int, int]:
-    """The protobuf varint at ``index`` and the index after it."""
-    value, shift = 0, 0
-    while index < len(data):
-        byte = data[index]
-        index += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, index
-        shift += 7
-    return value, index
+    try:
+        fields = protobuf_fields(serialized)
+    except ValueError:
+        return None
+    return next((v for n, v in fields if n == 6 and isinstance(v, int)), None)
 
 
 async def read_each_once(

@@ -17,6 +17,8 @@ import struct
 
 import msgspec
 
+from fnworker.scheduler.model.protobuf_fields import protobuf_fields
+
 CONNECT = 2
 CONNECTED = 3
 PROTOCOL_VERSION = 19
@@ -137,41 +139,3 @@ def _field_varint(number: int, value: int) -> bytes:
 
 def _field_bytes(number: int, value: bytes) -> bytes:
     return _varint(number << 3 | 2) + _varint(len(value)) + value
-
-
-def _read_varint(data: bytes, at: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if at >= len(data) or shift > 63:
-            raise ValueError("a truncated protobuf varint")
-        byte = data[at]
-        value |= (byte & 0x7F) << shift
-        at, shift = at + 1, shift + 7
-        if not byte & 0x80:
-            return value, at
-
-
-def protobuf_fields(data: bytes) -> list[tuple[int, int | bytes]]:
-    """(field number, value) of one protobuf message: ints for varints and fixed
-    widths, bytes for length-delimited fields."""
-    found: list[tuple[int, int | bytes]] = []
-    at = 0
-    while at < len(data):
-        key, at = _read_varint(data, at)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, at = _read_varint(data, at)
-            found.append((number, value))
-        elif wire == 2:
-            length, at = _read_varint(data, at)
-            if at + length > len(data):
-                raise ValueError("a truncated protobuf field")
-            found.append((number, data[at : at + length]))
-            at += length
-        elif wire in (1, 5):
-            width = 8 if wire == 1 else 4
-            found.append((number, int.from_bytes(data[at : at + width], "little")))
-            at += width
-        else:
-            raise ValueError(f"protobuf wire type {wire} is not used by Pulsar commands")
-    return found
